@@ -1,0 +1,3 @@
+from neurcodec.cli import main
+
+main()
