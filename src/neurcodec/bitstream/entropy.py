@@ -1,0 +1,293 @@
+"""Entropy coding of integer latent symbols with constriction, from integer tables only.
+
+A latent blob (the payload of one latent, image or video frame) is
+
+    byte 0      method (bits 0-2: 1 = ANS, 2 = range coder) | bit 3: centres present
+    C bytes     table index per channel (into the shipped `pmf_tables.npz`)
+    [C svarint] per-channel integer centre, only when bit 3 is set
+    rest        coder words, little-endian uint32, with up to 3 trailing zero bytes of the
+                last word dropped (restored on decode)
+
+Per channel the symbols minus its centre are coded i.i.d. under one shipped integer pmf.
+Values beyond ±63 code an escape bin (its sign) followed by the excess e = |u| - 64 as
+k = floor(log2(e + 1)) with Uniform(21) and then the low k bits of e + 1 with Uniform(2**k).
+
+Determinism: each model handed to constriction is `Categorical(freqs - 1, perfect=False)`
+with integer `freqs` summing to 2**24, i.e. float64 weights that sum exactly to
+2**24 - n. constriction's fast quantizer then computes scale = 1.0 exactly and assigns
+each symbol exactly freqs[i] / 2**24: no rounding anywhere, same model on every machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import constriction
+import numpy as np
+
+from neurcodec.bitstream.quantize import MAX_SYMBOL
+from neurcodec.bitstream.tables import ALPHABET, HALF_RANGE, NUM_TABLES, PRECISION, load_tables
+from neurcodec.bitstream.varint import ByteReader, encode_svarint
+from neurcodec.errors import CorruptFileError, NeurcodecError, UnsupportedFileError
+
+METHOD_ANS = 1
+METHOD_RANGE = 2
+_METHOD_MASK = 0x07
+_CENTRES_FLAG = 0x08
+_RESERVED_MASK = 0xF0
+ESCAPE_CLASSES = 21  # k in 0..20: escapes up to 2**21 - 1 beyond the table range
+DEFAULT_METHOD = METHOD_ANS  # measured smaller than range coding, see benchmarks/entropy_efficiency.py
+
+_ESC_LOW = 0
+_ESC_HIGH = ALPHABET - 1
+
+
+@lru_cache(maxsize=NUM_TABLES)
+def _model(table: int):
+    weights = load_tables()[table].astype(np.float64) - 1.0  # exact: integers < 2**24
+    return constriction.stream.model.Categorical(weights, perfect=False)
+
+
+@lru_cache(maxsize=1)
+def _code_lengths() -> np.ndarray:
+    """-log2 p for every (table, bin); encoder-side only (chooses tables, reports ideal)."""
+    return PRECISION - np.log2(load_tables().astype(np.float64))
+
+
+def _uniform_bits(size: int) -> np.ndarray:
+    """Exact code lengths of constriction's fixed-point Uniform(size) (last symbol gets the slack)."""
+    base = (1 << PRECISION) // size
+    probs = np.full(size, base, dtype=np.float64)
+    probs[-1] = (1 << PRECISION) - base * (size - 1)
+    return PRECISION - np.log2(probs)
+
+
+_ESCAPE_CLASS_BITS = _uniform_bits(ESCAPE_CLASSES)
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    table: int
+    centre: int
+
+
+@dataclass(frozen=True)
+class LatentCodeReport:
+    """What coding one latent cost, for benchmarks and `neurcodec info`."""
+
+    symbols: int
+    params_bytes: int  # method byte + table indices + centres
+    coded_bytes: int  # coder words after trimming
+    ideal_bits: float  # -sum log2 p under the exact integer model used (escapes included)
+    escapes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.params_bytes + self.coded_bytes
+
+
+def _split(u: np.ndarray):
+    """Offset-from-centre values -> (bin indices, escape excess e >= 0 for the escaped ones)."""
+    idx = np.clip(u, -HALF_RANGE - 1, HALF_RANGE + 1) + HALF_RANGE + 1
+    escaped = np.abs(u[(idx == _ESC_LOW) | (idx == _ESC_HIGH)]) - (HALF_RANGE + 1)
+    return idx.astype(np.int32), escaped.astype(np.int64)
+
+
+def _escape_parts(excess: np.ndarray):
+    v = excess + 1
+    k = np.floor(np.log2(v.astype(np.float64))).astype(np.int64)
+    # guard float log2 at exact powers of two
+    k = np.where((1 << (k + 1)) <= v, k + 1, k)
+    k = np.where((1 << k) > v, k - 1, k)
+    return k.astype(np.int32), (v - (1 << k)).astype(np.int32)
+
+
+def plan_channels(symbols: np.ndarray) -> list[ChannelPlan]:
+    """Per channel, the (table, centre) with the fewest ideal bits; the centre is the median."""
+    lengths = _code_lengths()
+    plans = []
+    for channel in symbols.reshape(symbols.shape[0], -1).astype(np.int64):
+        best = None
+        for centre in {0, int(np.median(channel))}:
+            idx, _ = _split(channel - centre)
+            hist = np.bincount(idx, minlength=ALPHABET).astype(np.float64)
+            costs = lengths @ hist
+            table = int(np.argmin(costs))
+            bits = costs[table] + (8 * len(encode_svarint(centre)) if centre else 0)
+            if best is None or bits < best[0]:
+                best = (bits, ChannelPlan(table, centre))
+        plans.append(best[1])
+    return plans
+
+
+def _check_symbols(symbols: np.ndarray) -> np.ndarray:
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 3 or 0 in symbols.shape:
+        raise ValueError(f"symbols must be a non-empty (C, h, w) array, got shape {symbols.shape}")
+    if not np.issubdtype(symbols.dtype, np.integer):
+        raise ValueError(f"symbols must be integers, got {symbols.dtype}")
+    if symbols.shape[0] > 255 or np.abs(symbols.astype(np.int64)).max() > MAX_SYMBOL:
+        raise ValueError(f"at most 255 channels and |symbol| <= {MAX_SYMBOL}")
+    return symbols.astype(np.int64)
+
+
+def encode_latent(
+    symbols: np.ndarray, method: int = DEFAULT_METHOD, plans: list[ChannelPlan] | None = None
+) -> bytes:
+    """Code a (C, h, w) integer symbol array into a self-describing latent blob."""
+    symbols = _check_symbols(symbols)
+    plans = plans if plans is not None else plan_channels(symbols)
+    flat = symbols.reshape(symbols.shape[0], -1)
+    # Decode order per channel: bins, escape classes, escape mantissas.
+    parts: list[tuple[np.ndarray, object, np.ndarray | None]] = []
+    uniform = constriction.stream.model.Uniform()
+    for plan, channel in zip(plans, flat, strict=True):
+        idx, excess = _split(channel - plan.centre)
+        parts.append((idx, _model(plan.table), None))
+        if excess.size:
+            k, mantissa = _escape_parts(excess)
+            parts.append((k, uniform, np.full(k.size, ESCAPE_CLASSES, dtype=np.int32)))
+            wide = k > 0
+            if wide.any():
+                parts.append((mantissa[wide], uniform, (1 << k[wide]).astype(np.int32)))
+    if method == METHOD_ANS:
+        coder = constriction.stream.stack.AnsCoder()
+        for values, model, params in reversed(parts):  # a stack: encode last-decoded first
+            if params is None:
+                coder.encode_reverse(values, model)
+            else:
+                coder.encode_reverse(values, model, params)
+    elif method == METHOD_RANGE:
+        coder = constriction.stream.queue.RangeEncoder()
+        for values, model, params in parts:
+            if params is None:
+                coder.encode(values, model)
+            else:
+                coder.encode(values, model, params)
+    else:
+        raise ValueError(f"unknown entropy coding method {method}")
+    words = coder.get_compressed().astype("<u4").tobytes()
+    trim = 0
+    while trim < 3 and trim < len(words) and words[len(words) - 1 - trim] == 0:
+        trim += 1
+    words = words[: len(words) - trim]
+    centred = any(p.centre for p in plans)
+    head = bytearray([method | (_CENTRES_FLAG if centred else 0)])
+    head += bytes(p.table for p in plans)
+    if centred:
+        for p in plans:
+            head += encode_svarint(p.centre)
+    return bytes(head) + words
+
+
+def _params_end(blob: bytes, channels: int) -> tuple[int, list[ChannelPlan], int]:
+    reader = ByteReader(blob)
+    first = reader.byte("latent coding method")
+    if first & _RESERVED_MASK:
+        raise CorruptFileError(f"latent blob has reserved flag bits set (0x{first:02x})")
+    method = first & _METHOD_MASK
+    if method not in (METHOD_ANS, METHOD_RANGE):
+        raise UnsupportedFileError(
+            f"latent coding method {method} is not supported (this build knows 1=ANS, 2=range)"
+        )
+    tables = reader.take(channels, "per-channel table indices")
+    centres = [0] * channels
+    if first & _CENTRES_FLAG:
+        centres = [reader.svarint("channel centre", MAX_SYMBOL) for _ in range(channels)]
+    plans = [ChannelPlan(t, c) for t, c in zip(tables, centres, strict=True)]
+    return method, plans, reader.pos
+
+
+def decode_latent(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of `encode_latent`; `shape` comes from the (bounded) container header."""
+    channels, height, width = shape
+    method, plans, start = _params_end(blob, channels)
+    payload = blob[start:]
+    payload += b"\0" * (-len(payload) % 4)
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    n = height * width
+    out = np.empty((channels, n), dtype=np.int32)
+    uniform = constriction.stream.model.Uniform()
+    try:
+        if method == METHOD_ANS:
+            coder = constriction.stream.stack.AnsCoder(words)
+        else:
+            coder = constriction.stream.queue.RangeDecoder(words)
+        for c, plan in enumerate(plans):
+            idx = np.asarray(coder.decode(_model(plan.table), n), dtype=np.int64)
+            if idx.min() < 0 or idx.max() >= ALPHABET:
+                raise CorruptFileError("latent payload decodes to an impossible symbol")
+            u = idx - (HALF_RANGE + 1)
+            low, high = idx == _ESC_LOW, idx == _ESC_HIGH
+            escaped = low | high
+            m = int(escaped.sum())
+            if m:
+                k = np.asarray(
+                    coder.decode(uniform, np.full(m, ESCAPE_CLASSES, dtype=np.int32)), np.int64
+                )
+                value = np.ones(m, dtype=np.int64) << k  # = e + 1 before the low bits
+                wide = k > 0
+                if wide.any():
+                    sizes = (1 << k[wide]).astype(np.int32)
+                    value[wide] += np.asarray(coder.decode(uniform, sizes), dtype=np.int64)
+                magnitude = value - 1 + HALF_RANGE + 1
+                u[escaped] = np.where(low[escaped], -magnitude, magnitude)
+            s = u + plan.centre
+            if np.abs(s).max() > MAX_SYMBOL:
+                raise CorruptFileError("latent payload decodes to an out-of-range symbol")
+            out[c] = s
+        if method == METHOD_ANS and not coder.is_empty():
+            raise CorruptFileError("latent payload has data left after the last symbol")
+    except NeurcodecError:
+        raise
+    except Exception as exc:  # constriction signals bad data with assorted exception types
+        raise CorruptFileError(f"latent payload cannot be decoded ({exc})") from exc
+    return out.reshape(channels, height, width)
+
+
+def validate_tables(plans: list[ChannelPlan]) -> None:
+    for p in plans:
+        if not 0 <= p.table < NUM_TABLES:
+            raise CorruptFileError(f"table index {p.table} out of range")
+
+
+def ideal_bits(symbols: np.ndarray, plans: list[ChannelPlan]) -> tuple[float, int]:
+    """-sum log2 p of the symbols under exactly the integer models `encode_latent` uses."""
+    lengths = _code_lengths()
+    total, escapes = 0.0, 0
+    for plan, channel in zip(plans, symbols.reshape(symbols.shape[0], -1).astype(np.int64)):
+        idx, excess = _split(channel - plan.centre)
+        total += float(lengths[plan.table][idx].sum())
+        if excess.size:
+            k, _ = _escape_parts(excess)
+            total += float(_ESCAPE_CLASS_BITS[k].sum() + k.sum())
+            escapes += int(excess.size)
+    return total, escapes
+
+
+def analyse_latent(symbols: np.ndarray, method: int = DEFAULT_METHOD) -> LatentCodeReport:
+    """Code `symbols` and report the real size next to the ideal code length."""
+    symbols = _check_symbols(symbols)
+    plans = plan_channels(symbols)
+    blob = encode_latent(symbols, method=method, plans=plans)
+    _, _, start = _params_end(blob, symbols.shape[0])
+    bits, escapes = ideal_bits(symbols, plans)
+    return LatentCodeReport(int(symbols.size), start, len(blob) - start, bits, escapes)
+
+
+def blob_sizes(blob: bytes, channels: int) -> tuple[int, int]:
+    """(entropy-model parameter bytes, coded bytes) of a latent blob, for `neurcodec info`."""
+    _, _, start = _params_end(blob, channels)
+    return start, len(blob) - start
+
+
+def empirical_entropy_bits(symbols: np.ndarray, per_channel: bool = True) -> float:
+    """n * H(empirical histogram): per channel (summed) or pooled over the whole latent."""
+    arrays = symbols.reshape(symbols.shape[0], -1) if per_channel else [symbols.ravel()]
+    total = 0.0
+    for a in arrays:
+        _, counts = np.unique(a, return_counts=True)
+        p = counts / counts.sum()
+        total += float(-(counts * np.log2(p)).sum())
+    return total
