@@ -13,6 +13,7 @@ from neurcodec.diffusion.noise_conditions import CosineTNoiseCond
 from neurcodec.diffusion.samplers import (
     SAMPLERS,
     SamplingGrid,
+    make_denoiser,
     sample,
     sample_ddim,
     sample_ddpm,
@@ -49,4 +50,5 @@ __all__ = [
     "sample_ddpm",
     "sample_dpmpp_2m",
     "SAMPLERS",
+    "make_denoiser",
 ]

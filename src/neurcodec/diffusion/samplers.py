@@ -28,6 +28,7 @@ __all__ = [
     "sample_ddpm",
     "sample_dpmpp_2m",
     "SAMPLERS",
+    "make_denoiser",
     "Model",
     "Denoiser",
     "NoiseFn",
@@ -56,6 +57,10 @@ class SamplingGrid:
     @property
     def steps(self) -> int:
         return self.t.numel() - 1
+
+    def segment(self, start: int, stop: int) -> SamplingGrid:
+        """Grid points start…stop (inclusive), e.g. one step for teacher forcing."""
+        return SamplingGrid(*(v[start : stop + 1] for v in (self.t, self.log_snr, self.a, self.b, self.r)))
 
     @classmethod
     def build(
@@ -221,7 +226,7 @@ def sample(
     else:
         x = torch.randn(tuple(x_init), generator=generator).to(device)
     grid = SamplingGrid.build(gdf, steps, t_start=t_start, t_end=t_end, shift=shift, device=x.device)
-    denoise = _denoiser(model, gdf, grid, x.shape[0], cfg, cfg_rho)
+    denoise = make_denoiser(model, gdf, grid, x.shape[0], cfg=cfg, cfg_rho=cfg_rho)
     kwargs = {"noise_fn": noise_fn or _cpu_noise(generator), "callback": callback}
     if sampler == "ddim":
         kwargs["eta"] = 0.0 if eta is None else eta
@@ -230,8 +235,13 @@ def sample(
     return x0 if output == "x0" else x
 
 
-def _denoiser(model: Model, gdf: GDF, grid: SamplingGrid, batch: int, cfg: float | None, cfg_rho: float) -> Denoiser:
-    """Wrap the network as `denoise(x, i) -> (x0, eps)`, with CFG on a doubled batch."""
+def make_denoiser(
+    model: Model, gdf: GDF, grid: SamplingGrid, batch: int, *, cfg: float | None = None, cfg_rho: float = 0.7
+) -> Denoiser:
+    """Wrap the network as `denoise(x, i) -> (x0, eps)` at grid point i, with CFG on a doubled batch.
+
+    Public so custom loops (teacher forcing, partial decodes) reuse exactly the driver's math.
+    """
     n = batch if cfg is None else 2 * batch
     r = grid.r[:-1, None].expand(-1, n).unbind(0)  # views made once, not per step
     a, b = grid.a.unbind(0), grid.b.unbind(0)
