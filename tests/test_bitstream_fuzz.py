@@ -1,0 +1,132 @@
+"""Hostile input: >= 10,000 truncated / bit-flipped / spliced files per run.
+
+Only neurcodec's typed bitstream errors may escape, nothing may hang, and no declared size
+may drive an allocation (tracemalloc peak stays small).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import tracemalloc
+from fractions import Fraction
+
+import numpy as np
+
+from neurcodec.bitstream import (
+    DecodeDefaults,
+    FrameGroup,
+    ImageHeader,
+    VideoHeader,
+    decode_latent,
+    encode_latent,
+    iter_dae_stream,
+    read_image,
+    write_image,
+    write_video,
+)
+from neurcodec.errors import BitstreamError
+
+N_FILES = 10_500
+PEAK_LIMIT = 8 << 20  # bytes; a single unchecked declared length could ask for 64 MiB+
+
+
+def seeds() -> list[tuple[str, bytes]]:
+    rng = np.random.default_rng(0)
+    sym = np.rint(rng.laplace(size=(3, 2, 3)) * 3).astype(np.int32)
+    sym[0, 0, 0] = 5000  # an escape
+    blob = encode_latent(sym)
+    img = ImageHeader("tiny", b"abcd", 40, 30, sym.shape, step_index=100, seed=9,
+                      decode=DecodeDefaults("ddim", 20, 3.0, 0.5))
+    named = ImageHeader("x-model", b"abcd", 5, 5, sym.shape, step_index=3, mode="LA")
+    vid = VideoHeader("tiny", b"abcd", 40, 30, sym.shape, step_index=90, fps=Fraction(24000, 1001),
+                      frame_count=3)
+    return [
+        ("image", write_image(img, blob)),
+        ("image", write_image(named, blob, [(0x81, b"meta"), (0x03, b"alpha")])),
+        ("video", write_video(vid, [FrameGroup((blob, blob)), FrameGroup((blob,))])),
+        ("blob", blob),
+    ]
+
+
+def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
+    kind = rng.randrange(4)
+    if kind == 0:  # truncate
+        return data[: rng.randrange(len(data))]
+    buf = bytearray(data)
+    if kind == 1:  # flip 1-3 bits
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(buf))
+            buf[i] ^= 1 << rng.randrange(8)
+        return bytes(buf)
+    if kind == 2:  # splice another file's tail in
+        other = rng.choice(pool)
+        return bytes(buf[: rng.randrange(len(buf))] + other[rng.randrange(len(other)) :])
+    i = rng.randrange(len(buf))  # overwrite a byte with an extreme value
+    buf[i] = rng.choice([0x00, 0x7F, 0x80, 0xFF])
+    return bytes(buf)
+
+
+def parse(kind: str, data: bytes) -> None:
+    if kind == "blob":
+        decode_latent(data, (3, 2, 3))
+    elif kind == "image":
+        image = read_image(data)
+        decode_latent(image.latent, image.header.latent_shape)
+    else:
+        header, groups = iter_dae_stream(io.BytesIO(data))
+        for group in groups:
+            for blob in group.latents:
+                decode_latent(blob, header.latent_shape)
+
+
+def run_fuzz(n: int, seed: int = 1234) -> dict[str, int]:
+    rng = random.Random(seed)
+    corpus = seeds()
+    pool = [d for _, d in corpus]
+    outcomes: dict[str, int] = {}
+    for i in range(n):
+        kind, data = corpus[i % len(corpus)]
+        sample = mutate(rng, data, pool)
+        try:
+            parse(kind, sample)
+            name = "accepted"
+        except BitstreamError as exc:
+            name = type(exc).__name__
+        outcomes[name] = outcomes.get(name, 0) + 1
+    return outcomes
+
+
+def test_seeds_parse_cleanly():
+    for kind, data in seeds():
+        parse(kind, data)
+
+
+def test_fuzzed_files_raise_only_typed_errors_with_bounded_memory():
+    tracemalloc.start()
+    try:
+        outcomes = run_fuzz(N_FILES)  # any other exception type fails the test right here
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sum(outcomes.values()) == N_FILES
+    assert outcomes.get("CorruptFileError", 0) > 0 and outcomes.get("TruncatedFileError", 0) > 0
+    assert peak < PEAK_LIMIT
+
+
+def test_huge_declared_sizes_are_refused_before_allocating():
+    base = bytearray(seeds()[0][1])
+    # declare a 2**40-byte chunk right after the header: must fail fast on the bound
+    header_len = read_image(bytes(base)).header_bytes
+    bad = bytes(base[: header_len + 1]) + bytes([0x80, 0x80, 0x80, 0x80, 0x80, 0x20])
+    tracemalloc.start()
+    try:
+        try:
+            read_image(bad)
+            raise AssertionError("accepted a 2**40-byte chunk")
+        except BitstreamError:
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
