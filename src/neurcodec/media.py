@@ -268,7 +268,7 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
                      sixteen_bit=False, options=(("quality", 95), ("subsampling", 0))),
         OutputFormat("webp", "WEBP", (".webp",), alpha=True, sixteen_bit=False,
                      options=(("quality", 95), ("method", 4))),
-        OutputFormat("tiff", "TIFF", (".tif", ".tiff"), alpha=True, sixteen_bit=True,
+        OutputFormat("tiff", "TIFF", (".tiff", ".tif"), alpha=True, sixteen_bit=True,
                      options=(("compression", "tiff_adobe_deflate"),)),
         OutputFormat("bmp", "BMP", (".bmp",), alpha=True, sixteen_bit=False),
         OutputFormat("ppm", "PPM", (".ppm", ".pgm", ".pbm", ".pnm"), alpha=False,

@@ -1,0 +1,442 @@
+"""`neurcodec encode`, `decode` and `info`: argument parsing around the Python codec API.
+
+Conventions (cjxl / zstd / ffmpeg habits): `-` is stdin/stdout; without `-o`, `photo.png`
+encodes to `photo.dae` next to it and `photo.dae` decodes to `photo.png` (stdin goes to stdout);
+several inputs need `-O DIR`; nothing is overwritten without `-y`; outputs are written atomically;
+progress goes to stderr only on a terminal; `--json` prints one result line per file on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from neurcodec import fileio, media
+from neurcodec.cli import app
+from neurcodec.errors import NeurcodecError, UsageError
+
+DAE_SUFFIX = ".dae"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
+class Sampler(str, Enum):
+    ddpm = "ddpm"
+    ddim = "ddim"
+    dpmpp_2m = "dpmpp-2m"
+
+
+# ---------------------------------------------------------------------------- shared options
+
+OutputOpt = Annotated[
+    str | None, typer.Option("-o", "--output", help="Output file, or '-' for stdout.")
+]
+OutdirOpt = Annotated[
+    Path | None,
+    typer.Option("-O", "--outdir", help="Output folder (created if needed); needed for several inputs."),
+]
+StepsOpt = Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion sampling steps.")]
+GuidanceOpt = Annotated[
+    float | None, typer.Option("--guidance", min=0.0, help="Classifier-free guidance weight.")
+]
+SamplerOpt = Annotated[Sampler | None, typer.Option("--sampler", help="Diffusion sampler.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, help="Sampling noise seed.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the model runs.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch.")]
+DTypeOpt = Annotated[
+    DType | None, typer.Option("--dtype", help="Compute precision (default: the model's choice).")
+]
+OverwriteOpt = Annotated[bool, typer.Option("-y", "--overwrite", help="Overwrite existing outputs.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON result line per file on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress or summary on stderr.")]
+
+ENCODE_EPILOG = """\
+Examples:
+  neurcodec encode photo.png                        # writes photo.dae
+  neurcodec encode photo.jpg -o small.dae -q 20
+  neurcodec encode photo.png -o p.dae --bpp 0.03    # search the quality for a target rate
+  neurcodec encode shots/*.png -O dae/ --json       # batch, one JSON line per file
+  cat photo.png | neurcodec encode - -o - > photo.dae
+  cat photo.png | neurcodec encode - | neurcodec decode - -o out.png
+
+Alpha is carried losslessly; 16-bit images are coded at 8-bit precision and come back in
+their 16-bit mode; CMYK and palette images come back as RGB(A). --steps/--guidance/--sampler/
+--seed are stored in the file as its decode defaults.
+"""
+
+DECODE_EPILOG = """\
+Examples:
+  neurcodec decode photo.dae                        # writes photo.png
+  neurcodec decode photo.dae -o photo.jpg --steps 30 --guidance 3 --seed 7
+  neurcodec decode dae/*.dae -O out/ --format webp
+  neurcodec decode - -o - < photo.dae > photo.png   # stdout is PNG unless --format
+
+Settings not given come from the file (the encoder's choices, else the model's defaults).
+The same file, seed and settings decode to the same pixels on one machine.
+"""
+
+INFO_EPILOG = """\
+Examples:
+  neurcodec info photo.dae                          # human-readable
+  neurcodec info photo.dae --json | jq .bpp
+"""
+
+
+# ---------------------------------------------------------------------------- runtime
+
+
+@dataclass
+class _Runtime:
+    """Device/precision/threads for this run and the models loaded so far (one per name)."""
+
+    device: str
+    dtype: str | None
+    threads: int | None
+    _codecs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.threads is None and self.device == "cpu":
+            return  # nothing to set up: keep torch's import for when a model is loaded
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda: CUDA is not available on this machine")
+        if self.device == "mps" and not torch.backends.mps.is_available():
+            raise UsageError("--device mps: MPS is not available on this machine")
+
+    def codec(self, name: str) -> Any:
+        if name not in self._codecs:
+            import neurcodec
+
+            dtype = None
+            if self.dtype:
+                import torch
+
+                dtype = getattr(torch, self.dtype)
+            self._codecs[name] = neurcodec.load(name, device=self.device, dtype=dtype)
+        return self._codecs[name]
+
+
+def _describe(data: bytes) -> dict[str, Any]:
+    """The file's header as a dict (model, size, mode, settings ...); needs no weights."""
+    import neurcodec
+
+    return neurcodec.describe(data)
+
+
+@dataclass
+class _Reporter:
+    """Progress bar over files on a stderr terminal, summaries on stderr, JSON on stdout."""
+
+    total: int
+    json_lines: bool
+    quiet: bool
+    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    progress: Progress | None = None
+    files_task: Any = None
+    steps_task: Any = None
+
+    @contextmanager
+    def running(self) -> Iterator[_Reporter]:
+        if self.quiet or not sys.stderr.isatty():
+            yield self
+            return
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        with self.progress:
+            self.files_task = self.progress.add_task("files", total=self.total)
+            yield self
+        self.progress = None
+
+    def start(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.files_task, description=name)
+
+    def steps(self, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if self.steps_task is None:
+            self.steps_task = self.progress.add_task("  steps", total=total)
+        self.progress.update(self.steps_task, completed=done, total=total)
+
+    def done(self, result: dict[str, Any], summary: str) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.files_task)
+            if self.steps_task is not None:
+                self.progress.remove_task(self.steps_task)
+                self.steps_task = None
+        if not self.quiet:
+            self.console.print(summary)
+        if self.json_lines:
+            sys.stdout.write(json.dumps(result) + "\n")
+            sys.stdout.flush()
+
+    def failed(self, exc: NeurcodecError) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.files_task)
+        self.console.print(f"neurcodec: {exc}", markup=False)
+
+
+def _label(path: str) -> str:
+    return "<stdin>" if fileio.is_stdio(path) else path
+
+
+def _plan_outputs(
+    inputs: list[str], output: str | None, outdir: Path | None, name_for: Callable[[str], str],
+    overwrite: bool, json_lines: bool,
+) -> list[str]:
+    """Each input's output path, checked before any work is done."""
+    if output is not None and outdir is not None:
+        raise UsageError("use either -o FILE or -O DIR, not both")
+    if len(inputs) > 1 and outdir is None:
+        raise UsageError(f"{len(inputs)} inputs need -O DIR (-o names a single output)")
+    if sum(fileio.is_stdio(i) for i in inputs) > 1:
+        raise UsageError("stdin ('-') can be read only once")
+    if output is not None:
+        outputs = [output]
+    elif outdir is not None:
+        if any(fileio.is_stdio(i) for i in inputs):
+            raise UsageError("stdin ('-') has no name to put in -O DIR; use -o FILE")
+        outputs = [str(outdir / name_for(Path(i).name)) for i in inputs]
+    else:
+        outputs = [fileio.STDIO if fileio.is_stdio(i) else name_for(i) for i in inputs]
+
+    if json_lines and any(fileio.is_stdio(o) for o in outputs):
+        raise UsageError("--json prints on stdout, so the output cannot be stdout; use -o FILE")
+    seen: set[Path] = set()
+    for source, target in zip(inputs, outputs, strict=True):
+        if fileio.is_stdio(target):
+            continue
+        resolved = Path(target).resolve()
+        if not fileio.is_stdio(source) and resolved == Path(source).resolve():
+            raise UsageError(f"{target}: output would overwrite its input")
+        if resolved in seen:
+            raise UsageError(f"{target}: two inputs would write the same output")
+        seen.add(resolved)
+    if outdir is not None:
+        if outdir.exists() and not outdir.is_dir():
+            raise UsageError(f"{outdir}: not a folder")
+        outdir.mkdir(parents=True, exist_ok=True)
+    for target in outputs:
+        fileio.check_output(target, overwrite)
+    return outputs
+
+
+def _run_all(
+    inputs: list[str], outputs: list[str], reporter: _Reporter,
+    one: Callable[[str, str], tuple[dict[str, Any], str]],
+) -> None:
+    """Run `one(input, output)` for each file; in a batch keep going past failures and exit
+    with the first failure's code."""
+    failures: list[NeurcodecError] = []
+    with fileio.sigterm_raises(), reporter.running():
+        for source, target in zip(inputs, outputs, strict=True):
+            reporter.start(_label(source))
+            try:
+                result, summary = one(source, target)
+            except NeurcodecError as exc:
+                if len(inputs) == 1:
+                    raise
+                failures.append(exc)
+                reporter.failed(exc)
+                continue
+            reporter.done(result, summary)
+    if failures:
+        first = failures[0]
+        raise type(first)(f"{len(failures)} of {len(inputs)} files failed (first: {first})")
+
+
+# ---------------------------------------------------------------------------- encode
+
+
+@app.command(epilog=ENCODE_EPILOG)
+def encode(
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT", help="Images, or '-' for stdin.")],
+    output: OutputOpt = None,
+    outdir: OutdirOpt = None,
+    quality: Annotated[
+        int | None, typer.Option("-q", "--quality", min=0, max=100, help="Quality 0..100 (higher: more bytes).")
+    ] = None,
+    bpp: Annotated[
+        float | None, typer.Option("--bpp", help="Target bits per pixel instead of -q.")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model family (see `neurcodec models`).")] = "tiny",
+    steps: StepsOpt = None,
+    guidance: GuidanceOpt = None,
+    sampler: SamplerOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = Device.cpu,
+    threads: ThreadsOpt = None,
+    dtype: DTypeOpt = None,
+    overwrite: OverwriteOpt = False,
+    json_lines: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Encode images into .dae files."""
+    if quality is not None and bpp is not None:
+        raise UsageError("use either -q or --bpp, not both")
+    if bpp is not None and bpp <= 0:
+        raise UsageError(f"--bpp must be positive, got {bpp}")
+    outputs = _plan_outputs(
+        inputs, output, outdir, lambda name: str(Path(name).with_suffix(DAE_SUFFIX)),
+        overwrite, json_lines,
+    )
+    runtime = _Runtime(device.value, dtype.value if dtype else None, threads)
+    settings = dict(
+        quality=quality, bpp=bpp, seed=seed, steps=steps, guidance=guidance,
+        sampler=sampler.value if sampler else None,
+    )
+
+    def one(source: str, target: str) -> tuple[dict[str, Any], str]:
+        image = media.open_image(fileio.read_input(source), name=_label(source))
+        codec = runtime.codec(model)
+        start = time.perf_counter()
+        blob = codec.encode(image, **settings)
+        seconds = time.perf_counter() - start
+        fileio.atomic_write(target, blob, overwrite=overwrite)
+        width, height = image.size
+        result = {
+            "file": source, "output": target, "bytes": len(blob),
+            "bpp": 8 * len(blob) / (width * height), "width": width, "height": height,
+            "seconds": round(seconds, 4),
+        }
+        summary = (
+            f"{_label(source)} -> {_label(target)}: {len(blob)} bytes, "
+            f"{result['bpp']:.4f} bpp, {width}x{height}, {seconds:.2f} s"
+        )
+        return result, summary
+
+    _run_all(inputs, outputs, _Reporter(len(inputs), json_lines, quiet), one)
+
+
+# ---------------------------------------------------------------------------- decode
+
+
+@app.command(epilog=DECODE_EPILOG)
+def decode(
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT.dae", help=".dae files, or '-' for stdin.")],
+    output: OutputOpt = None,
+    outdir: OutdirOpt = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="Image format: png, jpeg, webp, tiff, bmp, ppm, avif (default: from the extension; png for stdout)."),
+    ] = None,
+    steps: StepsOpt = None,
+    guidance: GuidanceOpt = None,
+    sampler: SamplerOpt = None,
+    seed: SeedOpt = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Decode with this model (default: the one named in the file).")
+    ] = None,
+    device: DeviceOpt = Device.cpu,
+    threads: ThreadsOpt = None,
+    dtype: DTypeOpt = None,
+    overwrite: OverwriteOpt = False,
+    json_lines: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decode .dae files into images."""
+    default_spec = media.output_format(None, fmt)  # also validates --format early
+    outputs = _plan_outputs(
+        inputs, output, outdir,
+        lambda name: str(Path(name).with_suffix(default_spec.extension)),
+        overwrite, json_lines,
+    )
+    specs = [media.output_format(target, fmt) for target in outputs]
+    runtime = _Runtime(device.value, dtype.value if dtype else None, threads)
+    settings = dict(steps=steps, guidance=guidance, seed=seed, sampler=sampler.value if sampler else None)
+    reporter = _Reporter(len(inputs), json_lines, quiet)
+    spec_for = dict(zip(outputs, specs, strict=True))
+
+    def one(source: str, target: str) -> tuple[dict[str, Any], str]:
+        data = fileio.read_input(source)
+        header = _describe(data)
+        spec = spec_for[target]
+        # Refuse before the (slow) diffusion decode what the format could not hold.
+        media.check_can_save(header.get("mode", "RGB"), spec, transparent=bool(header.get("alpha")))
+        codec = runtime.codec(model or header["model"])
+        start = time.perf_counter()
+        image = codec.decode(data, progress=reporter.steps, **settings)
+        seconds = time.perf_counter() - start
+        fileio.atomic_write(target, lambda f: media.write_image(image, f, spec), overwrite=overwrite)
+        width, height = image.size
+        result = {
+            "file": source, "output": target, "bytes": len(data),
+            "bpp": 8 * len(data) / (width * height), "width": width, "height": height,
+            "mode": image.mode, "format": spec.name, "seconds": round(seconds, 4),
+        }
+        summary = (
+            f"{_label(source)} -> {_label(target)}: {width}x{height} {image.mode} {spec.name}, "
+            f"{seconds:.2f} s"
+        )
+        return result, summary
+
+    _run_all(inputs, outputs, reporter, one)
+
+
+# ---------------------------------------------------------------------------- info
+
+
+@app.command(epilog=INFO_EPILOG)
+def info(
+    inputs: Annotated[list[str], typer.Argument(metavar="FILE.dae", help=".dae files, or '-' for stdin.")],
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per file on stdout.")] = False,
+) -> None:
+    """Show what a .dae file holds: model, original size and mode, latent, bpp, settings, sizes."""
+    if sum(fileio.is_stdio(i) for i in inputs) > 1:
+        raise UsageError("stdin ('-') can be read only once")
+    console = Console(highlight=False)
+    for source in inputs:
+        data = fileio.read_input(source)
+        described = {"file": source, "bytes": len(data), **_describe(data)}
+        if json_lines:
+            sys.stdout.write(json.dumps(described, default=str) + "\n")
+            continue
+        table = Table(title=_label(source), show_header=False, title_justify="left", box=None)
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in _flatten(described):
+            table.add_row(key, value)
+        console.print(table)
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{name}.")
+        elif isinstance(value, (list, tuple)):
+            yield name, " x ".join(map(str, value)) if key.endswith("shape") else ", ".join(map(str, value))
+        elif isinstance(value, float):
+            yield name, f"{value:.6g}"
+        else:
+            yield name, str(value)
