@@ -292,7 +292,7 @@ class StageB(nn.Module):
         elif tuple(x.shape[-2:]) != cond.latent_hw:
             raise ValueError(f"conditions were encoded for latents {cond.latent_hw}, got {tuple(x.shape[-2:])}")
         r_embed = self.r_embedding(r, **t_conds).to(cond.spatial.dtype)
-        h = self.embedding(x) + cond.spatial
+        h = self.embedding(x.to(cond.spatial.dtype)) + cond.spatial
         levels = self._down_encode(h, r_embed, cond)
         h = self._up_decode(levels, r_embed, cond)
         return self.clf(h)
