@@ -1,0 +1,198 @@
+"""Image quality metrics on 8-bit RGB, the way published codec tables compute them.
+
+PSNR and MS-SSIM follow CompressAI's bench (data range 255, RGB). Optional metrics
+run only when their package (and, for learned metrics, their weights) is already on
+this machine: nothing is ever downloaded from here.
+"""
+
+from __future__ import annotations
+
+import io
+import importlib.util
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# pytorch-msssim asserts min side > (win - 1) * 16 for its 5 scales.
+_MSSSIM_SCALES = 4  # downsamplings
+
+
+def to_rgb_array(img: Image.Image) -> np.ndarray:
+    """H×W×3 uint8 (alpha and palettes dropped the way Pillow's convert does)."""
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in size: {a.shape} vs {b.shape}")
+
+
+def psnr(ref: np.ndarray, dist: np.ndarray) -> float:
+    """PSNR in dB over all RGB samples; `inf` for identical images."""
+    _check_pair(ref, dist)
+    mse = float(np.mean((ref.astype(np.float64) - dist.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def msssim_window(height: int, width: int) -> int:
+    """Gaussian window used for MS-SSIM at this size: 11 (standard) where the image allows.
+
+    Fallback for small images: the largest odd window w ≤ 11 with min side > (w−1)·16,
+    so all five scales still exist. 0 means even w=3 does not fit (side ≤ 32): then
+    single-scale SSIM is used instead (see `ms_ssim`).
+    """
+    side = min(height, width)
+    for win in (11, 9, 7, 5, 3):
+        if side > (win - 1) * 2**_MSSSIM_SCALES:
+            return win
+    return 0
+
+
+def ms_ssim(ref: np.ndarray, dist: np.ndarray) -> float:
+    """MS-SSIM (pytorch-msssim, data range 255, RGB).
+
+    Images with a side ≤ 160 px get a smaller window (`msssim_window`); images with a side
+    ≤ 32 px get single-scale SSIM with a 3-px window. Standard Kodak-sized images are unaffected.
+    """
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+    from pytorch_msssim import ssim as _ssim
+
+    _check_pair(ref, dist)
+    x = torch.from_numpy(np.array(ref, dtype=np.float32)).permute(2, 0, 1)[None]
+    y = torch.from_numpy(np.array(dist, dtype=np.float32)).permute(2, 0, 1)[None]
+    win = msssim_window(ref.shape[0], ref.shape[1])
+    with warnings.catch_warnings():
+        # pytorch-msssim warns when a side is shorter than the window; that is the fallback's point.
+        warnings.simplefilter("ignore")
+        if win:
+            value = _ms_ssim(x, y, data_range=255, win_size=win)
+        else:
+            value = _ssim(x, y, data_range=255, win_size=3)
+    return float(value)
+
+
+def ms_ssim_db(value: float) -> float:
+    """MS-SSIM in dB, −10·log10(1 − x) (CompressAI's plot convention); `inf` at 1."""
+    return math.inf if value >= 1.0 else -10.0 * math.log10(1.0 - value)
+
+
+def _png(arr: np.ndarray) -> io.BytesIO:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=0)
+    buf.seek(0)
+    return buf
+
+
+def ssimulacra2(ref: np.ndarray, dist: np.ndarray) -> float:
+    """SSIMULACRA2 score (100 = identical) from the `ssimulacra2` package."""
+    from ssimulacra2 import compute_ssimulacra2
+
+    _check_pair(ref, dist)
+    # The package's API takes files; in-memory PNGs avoid touching the disk.
+    return float(compute_ssimulacra2(_png(ref), _png(dist)))
+
+
+def _lpips_backbone_cached() -> bool:
+    """LPIPS-alex needs torchvision's AlexNet weights; only use them if already cached."""
+    if importlib.util.find_spec("lpips") is None:
+        return False
+    import torch
+
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    return any(checkpoints.glob("alexnet-*.pth"))
+
+
+_lpips_model = None
+
+
+def lpips(ref: np.ndarray, dist: np.ndarray) -> float:
+    """LPIPS (AlexNet), lower is better; only offered when `_lpips_backbone_cached()`."""
+    global _lpips_model
+    import torch
+
+    if _lpips_model is None:
+        import lpips as lpips_pkg
+
+        _lpips_model = lpips_pkg.LPIPS(net="alex", verbose=False).eval()
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0
+
+    _check_pair(ref, dist)
+    with torch.inference_mode():
+        return float(_lpips_model(t(ref), t(dist)))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric's name in results (CompressAI spelling), function and direction."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    higher_is_better: bool = True
+    label: str = ""
+    short: str = ""  # table column heading
+
+
+# Always computed. "ms-ssim-rgb-db" is derived from "ms-ssim-rgb" in `compute`.
+CORE = ("psnr-rgb", "ms-ssim-rgb")
+
+
+def optional_metrics() -> dict[str, str]:
+    """Optional metrics and whether they can run here: name → "" (available) or the reason not."""
+    return {
+        "ssimulacra2": ""
+        if importlib.util.find_spec("ssimulacra2")
+        else "package ssimulacra2 not installed",
+        "lpips": ""
+        if _lpips_backbone_cached()
+        else "needs package lpips and cached AlexNet weights (never downloaded)",
+    }
+
+
+METRICS: dict[str, Metric] = {
+    "psnr-rgb": Metric("psnr-rgb", psnr, True, "PSNR-RGB [dB]", "PSNR"),
+    "ms-ssim-rgb": Metric("ms-ssim-rgb", ms_ssim, True, "MS-SSIM", "MS-SSIM"),
+    "ssimulacra2": Metric("ssimulacra2", ssimulacra2, True, "SSIMULACRA2", "SSIMU2"),
+    "lpips": Metric("lpips", lpips, False, "LPIPS (alex)", "LPIPS"),
+}
+
+DERIVED_LABELS = {"ms-ssim-rgb-db": "MS-SSIM [dB]"}
+DERIVED_SHORT = {"ms-ssim-rgb-db": "MS-SSIM dB"}
+
+
+def default_metrics() -> list[str]:
+    """Core metrics plus every optional one that can run here."""
+    return list(CORE) + [name for name, why in optional_metrics().items() if not why]
+
+
+def compute(ref: np.ndarray, dist: np.ndarray, names: list[str]) -> dict[str, float]:
+    """The named metrics for one image pair; adds "ms-ssim-rgb-db" whenever MS-SSIM is asked."""
+    out: dict[str, float] = {}
+    for name in names:
+        out[name] = METRICS[name].fn(ref, dist)
+        if name == "ms-ssim-rgb":
+            out["ms-ssim-rgb-db"] = ms_ssim_db(out[name])
+    return out
+
+
+def higher_is_better(name: str) -> bool:
+    return METRICS[name].higher_is_better if name in METRICS else True
+
+
+def short_label(name: str) -> str:
+    if name in METRICS:
+        return METRICS[name].short or name
+    return DERIVED_SHORT.get(name, name)
+
+
+def label(name: str) -> str:
+    if name in METRICS:
+        return METRICS[name].label or name
+    return DERIVED_LABELS.get(name, name)

@@ -1,0 +1,269 @@
+"""Turn bench results into BD-rate comparisons, a rich table, JSON, CSV and RD plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from neurcodec.bench import metrics as M
+from neurcodec.bench.bdrate import BDResult, Curve, bd_quality, bd_rate, quality_at_rate
+from neurcodec.bench.runner import BenchResults, CurveResult
+
+#: File stem of each metric's plot, `rd-<short>.png`; MS-SSIM is plotted and compared in dB.
+PLOT_NAMES = {"psnr-rgb": "psnr", "ms-ssim-rgb-db": "ms-ssim", "ssimulacra2": "ssimulacra2", "lpips": "lpips"}
+
+
+def compared_metrics(results: BenchResults) -> list[str]:
+    """Metrics used for BD and plots: everything measured, MS-SSIM only in its dB form."""
+    return [m for m in results.metrics if m != "ms-ssim-rgb"]
+
+
+def _curve(c: CurveResult, metric: str) -> Curve:
+    return Curve(c.results["bpp"], c.results[metric])
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """BD-rate (%) and BD-quality (metric units) of `test` against `anchor` for one metric."""
+
+    test: str
+    anchor: str
+    metric: str
+    rate: BDResult
+    quality: BDResult
+
+
+def compare(
+    results: BenchResults, tests: Sequence[str], anchors: Sequence[str], metrics: Sequence[str] | None = None
+) -> list[Comparison]:
+    out = []
+    for t in tests:
+        for a in anchors:
+            if a == t:
+                continue
+            for m in metrics or compared_metrics(results):
+                ct, ca = _curve(results.curve(t), m), _curve(results.curve(a), m)
+                out.append(Comparison(t, a, m, bd_rate(ca, ct), bd_quality(ca, ct)))
+    return out
+
+
+def matched_bpp(
+    results: BenchResults, tests: Sequence[str], anchors: Sequence[str], metrics: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """For each point of each test curve: the test's quality and every anchor's at the same bpp.
+
+    Anchors are PCHIP-interpolated in log-bpp; None where the bpp is outside an anchor's range.
+    """
+    rows = []
+    for t in tests:
+        ct = results.curve(t)
+        for i, q in enumerate(ct.qualities):
+            bpp = ct.results["bpp"][i]
+            for m in metrics or compared_metrics(results):
+                row: dict[str, Any] = {"codec": t, "quality": q, "bpp": bpp, "metric": m, t: ct.results[m][i]}
+                for a in anchors:
+                    if a != t:
+                        row[a] = quality_at_rate(_curve(results.curve(a), m), [bpp])[0]
+                rows.append(row)
+    return rows
+
+
+# --- files ------------------------------------------------------------------------------------
+def _finite(value: Any) -> Any:
+    """JSON has no inf/nan: write null (e.g. PSNR of a lossless decode)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def compressai_json(curve: CurveResult) -> dict[str, Any]:
+    """CompressAI's results layout: {"name", "description", "results": {key: [one value per setting]}}."""
+    return _finite(
+        {
+            "name": curve.name,
+            "description": curve.description,
+            "results": {curve.quality_label: curve.qualities, **curve.results},
+        }
+    )
+
+
+def _bd_json(r: BDResult) -> dict[str, Any]:
+    return _finite({"value": r.value, "overlap": list(r.overlap) if r.overlap else None, "note": r.note})
+
+
+def results_document(
+    results: BenchResults, comparisons: Sequence[Comparison], matched: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Everything in one JSON: per-codec CompressAI blocks, BD, matched-bpp and per-image rows."""
+    return _finite(
+        {
+            "images": results.images,
+            "metrics": results.metrics,
+            "notes": results.notes,
+            "codecs": [compressai_json(c) for c in results.curves],
+            "bd": [
+                {
+                    "test": c.test,
+                    "anchor": c.anchor,
+                    "metric": c.metric,
+                    "bd_rate_percent": _bd_json(c.rate),
+                    "bd_quality": _bd_json(c.quality),
+                }
+                for c in comparisons
+            ],
+            "matched_bpp": list(matched),
+            "per_image": [
+                {k: v for k, v in vars(r).items() if k != "metrics"} | r.metrics for r in results.rows
+            ],
+        }
+    )
+
+
+def csv_columns(results: BenchResults) -> list[str]:
+    return ["codec", "quality", "image", "width", "height", "bytes", "bpp", *results.metrics,
+            "encoding_time", "decoding_time"]
+
+
+def write_csv(results: BenchResults, path: Path) -> None:
+    """One line per image × codec × setting."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=csv_columns(results))
+    writer.writeheader()
+    for r in results.rows:
+        writer.writerow({k: v for k, v in vars(r).items() if k != "metrics"} | r.metrics)
+    _atomic_write(path, buf.getvalue())
+
+
+def write_json(doc: dict[str, Any], path: Path) -> None:
+    _atomic_write(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
+def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str] = ()) -> bool:
+    """RD plot of `metric` over bpp (log axis) for every curve; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    try:
+        for c in results.curves:
+            pts = sorted(
+                (b, v) for b, v in zip(c.results["bpp"], c.results[metric])
+                if math.isfinite(b) and math.isfinite(v) and b > 0
+            )
+            if not pts:
+                continue
+            style = "-" if c.name in tests else "--"  # classical anchors dashed, as CompressAI's plot does
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=c.name)
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(M.label(metric))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+        ax.set_title(f"{M.label(metric)} vs rate ({len(results.images)} images)")
+        fig.tight_layout()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format="png")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    finally:
+        plt.close(fig)
+    return True
+
+
+def write_reports(
+    results: BenchResults, out_dir: Path, tests: Sequence[str], anchors: Sequence[str]
+) -> tuple[dict[str, Any], list[Path]]:
+    """Write results.json, results.csv, <codec>.json (CompressAI layout) and rd-<metric>.png."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    comparisons = compare(results, tests, anchors)
+    doc = results_document(results, comparisons, matched_bpp(results, tests, anchors))
+    written = [out_dir / "results.json", out_dir / "results.csv"]
+    write_json(doc, written[0])
+    write_csv(results, written[1])
+    for c in results.curves:
+        # One file per codec so CompressAI's own plot tool can read them unchanged.
+        p = out_dir / f"{c.name}.json"
+        write_json(compressai_json(c), p)
+        written.append(p)
+    for m in compared_metrics(results):
+        p = out_dir / f"rd-{PLOT_NAMES.get(m, m)}.png"
+        if plot_rd(results, m, p, tests):
+            written.append(p)
+    return doc, written
+
+
+# --- tables -----------------------------------------------------------------------------------
+def _fmt(v: float | None, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if math.isinf(v):
+        return "inf"
+    return f"{v:.{digits}f}"
+
+
+def rd_table(results: BenchResults) -> Table:
+    """Per codec and setting: mean bpp, metrics and times."""
+    shown = [m for m in results.metrics]
+    t = Table(title=f"Rate–quality, mean over {len(results.images)} images")
+    for col in ["codec", "q", "bpp", *[M.short_label(m) for m in shown], "enc s", "dec s"]:
+        t.add_column(col, justify="left" if col == "codec" else "right")
+    for c in results.curves:
+        for i, q in enumerate(c.qualities):
+            digits = {"psnr-rgb": 2, "ms-ssim-rgb-db": 2, "ssimulacra2": 2}
+            t.add_row(
+                c.name,
+                str(q),
+                _fmt(c.results["bpp"][i], 4),
+                *[_fmt(c.results[m][i], digits.get(m, 4)) for m in shown],
+                _fmt(c.results["encoding_time"][i], 3),
+                _fmt(c.results["decoding_time"][i], 3),
+            )
+    return t
+
+
+def bd_table(comparisons: Sequence[Comparison]) -> Table:
+    """BD-rate (negative = fewer bits than the anchor) and BD-quality, over the overlap only."""
+    t = Table(title="Bjøntegaard deltas (PCHIP, overlapping range only)")
+    for col in ["test", "anchor", "metric", "BD-rate %", "BD-quality", "quality overlap"]:
+        t.add_column(col, justify="left" if col in ("test", "anchor", "metric") else "right")
+    for c in comparisons:
+        # "(thin)": fewer than two measured points inside the overlap — read with care.
+        rate = _fmt(c.rate.value, 1) + (" (thin)" if c.rate.note else "") if c.rate.ok else c.rate.note
+        qual = _fmt(c.quality.value, 3) + (" (thin)" if c.quality.note else "") if c.quality.ok else c.quality.note
+        span = f"{c.rate.overlap[0]:.3g}–{c.rate.overlap[1]:.3g}" if c.rate.overlap else "–"
+        t.add_row(c.test, c.anchor, M.short_label(c.metric), rate, qual, span)
+    return t

@@ -1,0 +1,117 @@
+"""`neurcodec bench DIR --vs jpeg,webp,avif`: argument parsing only; the work is in neurcodec.bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from neurcodec.cli import app
+from neurcodec.errors import OutputExistsError, UsageError
+
+
+@app.command()
+def bench(
+    directory: Annotated[Path, typer.Argument(help="Folder of images (png, jpg, ppm, ...).")],
+    vs: Annotated[
+        str,
+        typer.Option(
+            "--vs",
+            help="Anchors: jpeg, webp, avif, jxl, jpeg2000; add -x2/-x4 to downscale first (e.g. jpeg-x4).",
+        ),
+    ] = "jpeg,webp,avif",
+    model: Annotated[str, typer.Option("--model", "-m", help="neurcodec model to benchmark.")] = "tiny",
+    quality: Annotated[
+        str | None, typer.Option("--quality", "-q", help="neurcodec -q sweep, e.g. 5,20,40,60.")
+    ] = None,
+    steps: Annotated[
+        str | None, typer.Option("--steps", help="Decode step counts, one curve each, e.g. 10,30.")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the classical codecs.")] = 1,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N images.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json/.csv and rd-*.png.")] = Path(
+        "bench-results"
+    ),
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", help="Metrics to compute (default: psnr-rgb, ms-ssim-rgb and all optional ones present)."),
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Device for neurcodec (cpu, cuda, mps).")] = None,
+    no_neural: Annotated[bool, typer.Option("--no-neural", help="Classical anchors only.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results.json on stdout.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace results already in --out.")] = False,
+) -> None:
+    """Rate–quality of neurcodec against classical anchors: table, JSON, CSV, RD plots, BD-rate."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from neurcodec.bench import (
+        BenchConfig,
+        bd_table,
+        find_images,
+        make_plan,
+        parse_list,
+        rd_table,
+        run_bench,
+        write_reports,
+    )
+    from neurcodec.bench import metrics as M
+
+    err = Console(stderr=True)
+    if (out / "results.json").exists() and not overwrite:
+        raise OutputExistsError(f"{out / 'results.json'} exists (use -y to replace it)")
+    metric_names = parse_list(metrics, str)
+    if metric_names:
+        unknown = [m for m in metric_names if m not in M.METRICS]
+        if unknown:
+            raise UsageError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(M.METRICS)}")
+        missing = {m: why for m, why in M.optional_metrics().items() if why and m in metric_names}
+        if missing:
+            raise UsageError("; ".join(f"{m}: {why}" for m, why in missing.items()))
+
+    images = find_images(directory, limit)
+    config = BenchConfig(
+        anchors=parse_list(vs, str) or [],
+        model=None if no_neural else model,
+        qualities=parse_list(quality),
+        steps=parse_list(steps) or [None],
+        device=device,
+    )
+    plan = make_plan(config)
+    for note in plan.notes:
+        err.print(f"[yellow]note:[/] {note}")
+    for m, why in M.optional_metrics().items():
+        if why and not metric_names:
+            err.print(f"[dim]metric {m} skipped: {why}[/]")
+
+    total = len(images) * sum(len(qs) for _, qs in plan.sweeps)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as progress:
+        task = progress.add_task("bench", total=total)
+
+        def on_row(row) -> None:  # type: ignore[no-untyped-def]
+            progress.update(task, advance=1, description=f"{row.codec} q{row.quality}")
+
+        results = run_bench(images, plan.sweeps, metric_names, jobs=jobs, on_row=on_row)
+    results.notes.extend(plan.notes)
+    doc, written = write_reports(results, out, plan.tests, plan.anchors)
+
+    table_console = err if json_out else Console()
+    table_console.print(rd_table(results))
+    if plan.tests:
+        from neurcodec.bench.report import compare
+
+        table_console.print(bd_table(compare(results, plan.tests, plan.anchors)))
+    err.print(f"wrote {', '.join(str(p) for p in written)}")
+    if json_out:
+        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
