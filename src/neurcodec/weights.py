@@ -15,6 +15,7 @@ text encoder and stores it beside the cache, so decoding never needs the text to
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import json
@@ -579,13 +580,26 @@ def weights_digest(family: str | FamilySpec) -> bytes:
     return hashlib.sha256(blob).digest()[:4]
 
 
+@functools.lru_cache(maxsize=32)
+def _numels(config_json: str) -> tuple[int, int]:
+    """(parameters, state_dict elements) of one module config, counted on `meta`."""
+    comp = ComponentSpec(name="", config=json.loads(config_json), file="")
+    module = build_component(comp, "meta")
+    return (
+        sum(p.numel() for p in module.parameters()),
+        sum(t.numel() for t in module.state_dict().values()),
+    )
+
+
+def _component_numels(comp: ComponentSpec) -> tuple[int, int]:
+    return _numels(json.dumps(comp.config, sort_keys=True))
+
+
 def parameter_count(family: str | FamilySpec) -> int | None:
     """Parameters of all three modules, counted on `meta` (instant); None if models are absent."""
     spec = _spec(family)
     try:
-        return sum(
-            p.numel() for comp in spec.components.values() for p in build_component(comp).parameters()
-        )
+        return sum(_component_numels(comp)[0] for comp in spec.components.values())
     except ImportError:
         return None
 
@@ -824,9 +838,7 @@ def _params_by_file(spec: FamilySpec) -> dict[str, int] | None:
     try:
         counts: dict[str, int] = {}
         for comp in spec.components.values():
-            module = build_component(comp)
-            n = sum(t.numel() for t in module.state_dict().values())
-            counts[comp.file] = counts.get(comp.file, 0) + n
+            counts[comp.file] = counts.get(comp.file, 0) + _component_numels(comp)[1]
         return counts
     except ImportError:
         return None

@@ -90,12 +90,10 @@ def pull(
     """Download a model's weights into the Hugging Face cache and prepare it for decoding."""
     err = Console(stderr=True)
     spec = weights.get_family(name)
-    if spec.licence_url:
-        err.print(f"{spec.name}: weights under the {spec.licence} ({spec.licence_url})")
-    # Step lines from rich; byte progress comes from huggingface_hub's own bars (stderr, tty only).
-    result = weights.pull(
-        spec, progress=err.is_terminal, force=force, on_step=lambda msg: err.print(f"{spec.name}: {msg}")
-    )
+    # Progress only on a terminal (step lines from rich, byte bars from huggingface_hub), so a
+    # failure in a script is exactly one line.
+    on_step = (lambda msg: err.print(f"{spec.name}: {msg}")) if err.is_terminal else None
+    result = weights.pull(spec, progress=err.is_terminal, force=force, on_step=on_step)
     if as_json:
         typer.echo(
             json.dumps(
@@ -109,4 +107,5 @@ def pull(
             )
         )
     else:
-        err.print(f"{spec.name}: ready ({weights.where(spec)})")
+        licence = f"; weights under the {spec.licence}" + (f" ({spec.licence_url})" if spec.licence_url else "")
+        err.print(f"{spec.name}: ready ({weights.where(spec)}){licence}")

@@ -1,0 +1,137 @@
+"""The registry as data: weights.json, family specs, building modules without weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from neurcodec import weights
+from neurcodec.errors import WeightsError
+from neurcodec.models.configs import STAGE_A_SMALL_FIXTURE
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+OFFICIAL_PARAMS = {
+    "stage_a": 18_406_894,
+    "encoder": 20_197_968,
+    "stage_b_lite": 699_471_248,
+    "stage_b_full": 1_562_941_136,
+}
+
+
+def test_packaged_registry_is_a_copy_of_weights_json():
+    top = (REPO_ROOT / "weights.json").read_bytes()
+    packaged = weights.registry_path().read_bytes()
+    assert packaged == top, "run: cp weights.json src/neurcodec/weights/registry.json"
+
+
+def test_families_and_their_files():
+    families = {f.name: f for f in weights.list_families()}
+    assert list(families) == ["tiny", "stable-cascade-lite", "stable-cascade"]
+    assert weights.default_family() == "tiny"
+    assert families["tiny"].bundled
+
+    lite, full = families["stable-cascade-lite"], families["stable-cascade"]
+    for spec, stage_b_file in ((lite, "stage_b_lite_bf16.safetensors"), (full, "stage_b_bf16.safetensors")):
+        assert not spec.bundled
+        names = {f.filename for f in spec.files.values()}
+        assert names == {"stage_a.safetensors", "effnet_encoder.safetensors", stage_b_file}
+        assert {f.repo for f in spec.files.values()} == {"stabilityai/stable-cascade"}
+        assert all(f.revision for f in spec.files.values())
+        assert "Non-Commercial" in spec.licence
+        assert spec.clip.dim == 1280 and spec.clip.repo == "stabilityai/stable-cascade"
+        assert spec.decode == weights.DecodeDefaults("ddpm", 10, 1.1, 0.7, 0.75)
+    # Training facts of the bundled model are recorded by training, never made up here.
+    assert set(families["tiny"].training) >= {"command", "data", "steps", "wall_time_s"}
+
+
+def test_unknown_family_is_a_weights_error():
+    with pytest.raises(WeightsError, match="unknown model 'nope'.*stable-cascade-lite"):
+        weights.get_family("nope")
+
+
+def test_malformed_registry_entry_is_refused(tmp_path):
+    data = json.loads((REPO_ROOT / "weights.json").read_text())
+    data["families"]["tiny"]["components"]["stage_b"]["config"]["kind"] = "stage_a"
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="stage_b config must have kind 'stage_b'"):
+        weights.load_registry(path)
+
+
+def _module_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_official_families_build_on_meta_instantly_with_official_sizes():
+    start = time.perf_counter()
+    lite = weights.load_models("stable-cascade-lite", device="meta", pretrained=False)
+    full = weights.load_models("stable-cascade", device="meta", pretrained=False)
+    elapsed = time.perf_counter() - start
+    assert _module_params(lite.stage_a) == OFFICIAL_PARAMS["stage_a"]
+    assert _module_params(lite.encoder) == OFFICIAL_PARAMS["encoder"]
+    assert _module_params(lite.stage_b) == OFFICIAL_PARAMS["stage_b_lite"]
+    assert _module_params(full.stage_b) == OFFICIAL_PARAMS["stage_b_full"]
+    assert all(p.is_meta for p in full.stage_b.parameters())
+    assert not full.stage_b.training and not full.encoder.training
+    assert full.clip_uncond.shape == (1, 1, 1280)
+    # Generous bound: on meta nothing is allocated; a real 1.5 B init takes minutes on CPU.
+    assert elapsed < 30
+
+
+def test_family_state_dicts_match_the_manifests(reference_dir):
+    spec = weights.get_family("stable-cascade-lite")
+    built = weights.load_models(spec, device="meta", pretrained=False)
+    for module, manifest in (
+        (built.stage_a, "manifest_stage_a.json"),
+        (built.encoder, "manifest_effnet_encoder.json"),
+        (built.stage_b, "manifest_stage_b_lite.json"),
+    ):
+        entries = json.loads((reference_dir / manifest).read_text())["keys"]
+        want = {e["key"]: (e["shape"], e["dtype"]) for e in entries}
+        got = {k: (list(t.shape), str(t.dtype).removeprefix("torch.")) for k, t in module.state_dict().items()}
+        assert got == want, manifest
+
+
+def test_parameter_count_and_size_estimate():
+    spec = weights.get_family("stable-cascade-lite")
+    assert weights.parameter_count(spec) == (
+        OFFICIAL_PARAMS["stage_a"] + OFFICIAL_PARAMS["encoder"] + OFFICIAL_PARAMS["stage_b_lite"]
+    )
+    size, exact = weights.file_sizes(spec)
+    # Nothing cached and no sizes recorded: an estimate from parameters and file dtypes
+    # (fp32 stage A and effnet, bf16 stage B), buffers included.
+    assert not exact
+    assert 2 * OFFICIAL_PARAMS["stage_b_lite"] < size < 2 * OFFICIAL_PARAMS["stage_b_lite"] + 4 * 40_000_000
+
+
+def test_digest_is_short_stable_and_tracks_configs():
+    tiny = weights.get_family("tiny")
+    assert len(weights.weights_digest(tiny)) == 4
+    assert weights.weights_digest(tiny) == weights.weights_digest("tiny")
+    assert weights.weights_digest("stable-cascade") != weights.weights_digest("stable-cascade-lite")
+    changed = dataclasses.replace(
+        tiny,
+        components={
+            **tiny.components,
+            "stage_a": dataclasses.replace(tiny.components["stage_a"], config=STAGE_A_SMALL_FIXTURE.to_dict()),
+        },
+    )
+    assert weights.weights_digest(changed) != weights.weights_digest(tiny)
+
+
+def test_missing_bundled_model_says_how_to_get_one(tmp_path):
+    tiny = weights.get_family("tiny")
+    absent = dataclasses.replace(
+        tiny, files={"bundle": dataclasses.replace(tiny.files["bundle"], path=str(tmp_path / "none.safetensors"))}
+    )
+    assert weights.where(absent) == "missing"
+    with pytest.raises(WeightsError, match=r"not in this build.*neurcodec train.*neurcodec pull"):
+        weights.load_models(absent)
+    with pytest.raises(WeightsError, match="not in this build"):
+        weights.pull(absent, progress=False)
