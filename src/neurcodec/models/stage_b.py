@@ -245,15 +245,14 @@ class StageB(nn.Module):
         effnet: Tensor,
         clip: Tensor,
         pixels: Tensor | None = None,
-        latent_hw: Sequence[int] | None = None,
+        *,
+        latent_hw: Sequence[int],
     ) -> StageBConditions:
         """Everything that depends only on the conditioning, for latents of size `latent_hw`.
 
         `pixels` defaults to zeros (B, c_pixels, 8, 8) as in the reference (the mapper's
         biases still make that a non-zero map). Reuse the result for every sampling step.
         """
-        if latent_hw is None:
-            raise TypeError("encode_conditions needs latent_hw=(H, W) of the Stage B latent")
         patch = self.embedding[0].downscale_factor
         hw = (int(latent_hw[0]) // patch, int(latent_hw[1]) // patch)
         dtype = self.embedding[1].weight.dtype
@@ -264,7 +263,8 @@ class StageB(nn.Module):
         spatial = spatial + _resize(self.pixels_mapper(pixels.to(dtype)), hw)
         tokens = self.clip_tokens(clip.to(dtype))
         kv = tuple(block.clip_kv(tokens) for block in self._attn_blocks)
-        return StageBConditions(spatial=spatial, clip=tokens, clip_kv=kv, latent_hw=(int(latent_hw[0]), int(latent_hw[1])))
+        latent_hw = (int(latent_hw[0]), int(latent_hw[1]))
+        return StageBConditions(spatial=spatial, clip=tokens, clip_kv=kv, latent_hw=latent_hw)
 
     # --------------------------------------------------------------- forward
     def forward(
