@@ -110,6 +110,12 @@ def test_reports_are_written_and_parse(tmp_path: Path) -> None:
         bd = b["bd_rate_percent"]
         assert (bd["value"] is None) == (bd["overlap"] is None)
     assert len(doc["matched_bpp"]) == 3 * 2
+    jpeg_curve = results.curve("jpeg")
+    lo, hi = min(jpeg_curve.results["bpp"]), max(jpeg_curve.results["bpp"])
+    for m in doc["matched_bpp"]:
+        assert set(m["anchors"]) == {"jpeg", "webp"}
+        # an anchor value exactly when the test's bpp lies inside that anchor's measured range
+        assert (m["anchors"]["jpeg"] is not None) == (lo <= m["bpp"] <= hi)
     assert len(doc["per_image"]) == 2 * (3 + 4 + 3)
 
     with (out / "results.csv").open() as f:
@@ -147,3 +153,19 @@ def test_plan_without_neural_compares_against_the_first_anchor() -> None:
 def test_plan_rejects_unknown_anchor_before_running() -> None:
     with pytest.raises(UsageError, match="unknown anchor"):
         make_plan(BenchConfig(anchors=["jpeg", "bpg"], model=None))
+
+
+def test_rescaled_anchor_reaches_below_jpegs_floor_on_kodak_crops(kodak_dir: Path, tmp_path: Path) -> None:
+    # Two 256² Kodak crops (big enough for the standard 5-scale MS-SSIM window).
+    d = tmp_path / "crops"
+    d.mkdir()
+    for name in ("kodim05.png", "kodim23.png"):
+        with Image.open(kodak_dir / name) as im:
+            im.convert("RGB").crop((128, 128, 384, 384)).save(d / name)
+    results = run_bench(
+        find_images(d), [(make_codec("jpeg"), [1, 20]), (make_codec("jpeg-x4"), [20, 60])], ["psnr-rgb", "ms-ssim-rgb"]
+    )
+    jpeg, small = results.curve("jpeg"), results.curve("jpeg-x4")
+    assert max(small.results["bpp"]) < min(jpeg.results["bpp"])
+    assert all(0.0 < v < 1.0 for v in jpeg.results["ms-ssim-rgb"] + small.results["ms-ssim-rgb"])
+    assert jpeg.results["psnr-rgb"][0] < jpeg.results["psnr-rgb"][1]

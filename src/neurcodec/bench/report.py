@@ -69,10 +69,11 @@ def matched_bpp(
         for i, q in enumerate(ct.qualities):
             bpp = ct.results["bpp"][i]
             for m in metrics or compared_metrics(results):
-                row: dict[str, Any] = {"codec": t, "quality": q, "bpp": bpp, "metric": m, t: ct.results[m][i]}
-                for a in anchors:
-                    if a != t:
-                        row[a] = quality_at_rate(_curve(results.curve(a), m), [bpp])[0]
+                anchor_values = {
+                    a: quality_at_rate(_curve(results.curve(a), m), [bpp])[0] for a in anchors if a != t
+                }
+                row = {"codec": t, "quality": q, "bpp": bpp, "metric": m, "value": ct.results[m][i],
+                       "anchors": anchor_values}
                 rows.append(row)
     return rows
 
@@ -266,4 +267,19 @@ def bd_table(comparisons: Sequence[Comparison]) -> Table:
         qual = _fmt(c.quality.value, 3) + (" (thin)" if c.quality.note else "") if c.quality.ok else c.quality.note
         span = f"{c.rate.overlap[0]:.3g}–{c.rate.overlap[1]:.3g}" if c.rate.overlap else "–"
         t.add_row(c.test, c.anchor, M.short_label(c.metric), rate, qual, span)
+    return t
+
+
+def matched_table(rows: Sequence[dict[str, Any]], metric: str = "psnr-rgb") -> Table:
+    """`metric` of each test point next to every anchor's, interpolated at the same bpp."""
+    rows = [r for r in rows if r["metric"] == metric]
+    t = Table(title=f"{M.label(metric)} at matched bpp (anchors interpolated; – = outside their range)")
+    names = list(dict.fromkeys(a for r in rows for a in r["anchors"]))
+    for col in ["codec", "q", "bpp", "itself", *names]:
+        t.add_column(col, justify="left" if col == "codec" else "right")
+    for r in rows:
+        t.add_row(
+            r["codec"], str(r["quality"]), _fmt(r["bpp"], 4), _fmt(r["value"], 2),
+            *[_fmt(r["anchors"].get(a), 2) for a in names],
+        )
     return t

@@ -109,9 +109,10 @@ def bench(
     table_console = err if json_out else Console()
     table_console.print(rd_table(results))
     if plan.tests:
-        from neurcodec.bench.report import compare
+        from neurcodec.bench.report import compare, matched_bpp, matched_table
 
         table_console.print(bd_table(compare(results, plan.tests, plan.anchors)))
+        table_console.print(matched_table(matched_bpp(results, plan.tests, plan.anchors)))
     err.print(f"wrote {', '.join(str(p) for p in written)}")
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")

@@ -11,7 +11,7 @@ from neurcodec.bench.codecs.base import Codec
 from neurcodec.errors import NeurcodecError
 
 # Covers roughly 0.01–1 bpp once the model's -q → step mapping is in; the CLI's --quality overrides.
-DEFAULT_QUALITIES = (5, 20, 40, 60, 80)
+DEFAULT_QUALITIES = (5, 20, 40, 60)
 
 
 class ImageCodecLike(Protocol):
