@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -346,3 +347,66 @@ def test_pull_without_a_text_encoder_in_the_cache_fails_clearly(hf_home):
     with pytest.raises(WeightsError, match=r"text_encoder/config.json is not in the cache.*offline"):
         weights.pull(spec, progress=False)
     assert not weights.clip_cache_path(spec).exists()
+
+
+def _export_like_train(path: Path, spec: weights.FamilySpec, stage_a_config: dict) -> dict:
+    """A file in the layout `neurcodec train --export` writes: fp16 tensors under stage prefixes,
+    `clip_uncond`, and a JSON description in the `neurcodec` metadata entry."""
+    states = {name: recipe_for(spec, name) for name in weights.COMPONENTS}
+    flat = {f"{spec.components[n].prefix}{k}": v for n, s in states.items() for k, v in s.items()}
+    flat = _cast(flat, torch.float16)
+    flat["clip_uncond"] = torch.zeros(1, 1, spec.clip.dim, dtype=torch.float16)
+    meta = {
+        "stage_a": stage_a_config,
+        "encoder": spec.components["encoder"].config,
+        "stage_b": spec.components["stage_b"].config,
+        "effnet_factor": 1.0,
+        "diffusion": {"target": "x0", "loss_weight": "min_snr"},
+        "training": {"config": "tiny", "phase": "done", "stage_a_steps": 10, "joint_steps": 20,
+                     "train_seconds": 3, "command": "neurcodec train data --config tiny", "data": "data"},
+    }
+    save_file(flat, str(path), metadata={"neurcodec": json.dumps(meta)})
+    return states
+
+
+def test_bundle_trained_with_other_configs_is_refused_then_recorded(tmp_path):
+    tiny = weights.get_family("tiny")
+    path = tmp_path / "tiny.safetensors"
+    spec = dataclasses.replace(tiny, files={"bundle": dataclasses.replace(tiny.files["bundle"], path=str(path))})
+    learned = {**spec.components["stage_a"].config, "scale_factor": 0.61}  # set by training
+    states = _export_like_train(path, spec, learned)
+
+    message = _load_error(spec)
+    assert "tiny.safetensors" in message and "scale_factor=0.61" in message
+
+    registry = tmp_path / "weights.json"
+    copy = tmp_path / "registry.json"
+    source = weights.source_registry_path() or weights.registry_path()
+    registry.write_text(source.read_text())
+    copy.write_text(source.read_text())
+    entry = weights.record_bundle(path, registry_files=[registry, copy])
+    assert registry.read_bytes() == copy.read_bytes()
+    assert entry["components"]["stage_a"]["config"]["scale_factor"] == 0.61
+    assert entry["files"]["bundle"]["size"] == path.stat().st_size
+    assert entry["files"]["bundle"]["dtype"] == "float16"
+    assert entry["training"]["steps"] == {"stage_a": 10, "joint": 20}
+    assert entry["training"]["wall_time_s"] == 3
+
+    recorded = weights.load_registry(registry)["tiny"]
+    recorded = dataclasses.replace(
+        recorded, files={"bundle": dataclasses.replace(recorded.files["bundle"], path=str(path))}
+    )
+    loaded = weights.load_models(recorded)
+    assert loaded.stage_a.scale_factor == pytest.approx(0.61)
+    key = "out_block.0.weight"
+    assert loaded.stage_a.state_dict()[key].dtype == torch.float32
+    assert torch.equal(loaded.stage_a.state_dict()[key], states["stage_a"][key].half().float())
+    assert loaded.clip_uncond.shape == (1, 1, spec.clip.dim)
+    assert loaded.digest != weights.weights_digest(tiny)  # the recorded hash changes the id
+
+
+def test_pull_without_transformers_says_which_extra_to_install(hf_home, monkeypatch):
+    spec, _ = write_small_family(hf_home)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import now raises ImportError
+    with pytest.raises(WeightsError, match=r"needs transformers.*neurcodec\[hub\]"):
+        weights.pull(spec, progress=False)

@@ -135,3 +135,13 @@ def test_missing_bundled_model_says_how_to_get_one(tmp_path):
         weights.load_models(absent)
     with pytest.raises(WeightsError, match="not in this build"):
         weights.pull(absent, progress=False)
+
+
+def test_the_default_model_loads_or_says_it_is_not_in_this_build():
+    if weights.where("tiny") == "bundled":
+        loaded = weights.load_models()
+        assert loaded.family.name == "tiny" and not loaded.stage_b.training
+        assert loaded.clip_uncond.shape == (1, 1, loaded.family.clip.dim)
+    else:
+        with pytest.raises(WeightsError, match="not in this build"):
+            weights.load_models()

@@ -777,6 +777,8 @@ def load_models(
         if not users and not clip_keys:
             continue
         path = _resolve_file(spec, file)
+        if file.bundled:
+            _check_bundle_configs(spec, fid, path)
         states = _read_state(path, file.label, users, clip_keys, device=device, dtype=dtype)
         for cname, state in states.items():
             module = metas[cname]
@@ -842,3 +844,131 @@ def _params_by_file(spec: FamilySpec) -> dict[str, int] | None:
         return counts
     except ImportError:
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# The bundled model: `neurcodec train --export` writes one file whose metadata describes it.
+
+BUNDLE_META_KEY = "neurcodec"
+
+
+def bundle_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON description `neurcodec train` stores in an exported file (None if absent)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(BUNDLE_META_KEY)
+    except Exception as exc:  # noqa: BLE001
+        raise _diagnose(path, path.name, exc) from None
+    return json.loads(raw) if raw else None
+
+
+def _normalized(config: Mapping[str, Any]) -> dict[str, Any]:
+    from neurcodec.models.configs import config_from_dict
+
+    return json.loads(json.dumps(config_from_dict(dict(config)).to_dict()))
+
+
+def _check_bundle_configs(spec: FamilySpec, fid: str, path: Path) -> None:
+    """Refuse a bundle trained with other configs than the registry records: values such as the
+    learned stage A scale are not tensors, so the key/shape checks alone would not notice."""
+    meta = bundle_metadata(path)
+    if not meta:
+        return
+    for comp in spec.components.values():
+        if comp.file != fid or comp.name not in meta:
+            continue
+        have, want = _normalized(meta[comp.name]), _normalized(comp.config)
+        if have != want:
+            field_name = next(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+            raise WeightsError(
+                f"{path.name} was trained with {comp.name} {field_name}={have.get(field_name)!r} "
+                f"but the registry records {want.get(field_name)!r}; update it with "
+                "neurcodec.weights.record_bundle()"
+            )
+
+
+def format_registry(data: Mapping[str, Any]) -> str:
+    """weights.json's layout: indented, with lists of numbers kept on one line."""
+    import re
+
+    text = json.dumps(data, indent=2)
+    return (
+        re.sub(
+            r"\[([^\[\]{}]*)\]",
+            lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]"
+            if m.group(1).strip()
+            else "[]",
+            text,
+        )
+        + "\n"
+    )
+
+
+def source_registry_path() -> Path | None:
+    """The repository's top-level weights.json, when running from a checkout."""
+    path = Path(__file__).resolve().parents[2] / "weights.json"
+    return path if path.is_file() else None
+
+
+def record_bundle(
+    bundle: str | os.PathLike[str],
+    *,
+    family: str = "tiny",
+    registry_files: Iterable[str | os.PathLike[str]] | None = None,
+) -> dict[str, Any]:
+    """Describe an exported bundle in the registry: configs, size, sha256, dtype, training record.
+
+    Writes the family entry into each registry file (default: the checkout's `weights.json` and
+    the packaged copy, kept identical) and returns the new entry."""
+    bundle = Path(bundle)
+    meta = bundle_metadata(bundle)
+    if not meta:
+        raise WeightsError(f"{bundle} carries no '{BUNDLE_META_KEY}' metadata; export it with neurcodec train")
+    from safetensors import safe_open
+
+    with safe_open(str(bundle), framework="pt") as fh:
+        dtypes = {str(fh.get_slice(k).get_dtype()) for k in fh.keys()}
+    float_dtype = next((d for d in ("F16", "BF16", "F32") if d in dtypes), "F32")
+
+    targets = [Path(p) for p in registry_files] if registry_files is not None else [
+        p for p in (source_registry_path(), registry_path()) if p is not None
+    ]
+    data = json.loads(targets[0].read_text(encoding="utf-8"))
+    entry = data["families"][family]
+    for name in COMPONENTS:
+        if name in meta:
+            entry["components"][name]["config"] = _normalized(meta[name])
+    bundle_file = entry["components"]["stage_a"]["file"]
+    entry["files"][bundle_file].update(
+        size=bundle.stat().st_size,
+        sha256=_sha256(bundle),
+        dtype={"F16": "float16", "BF16": "bfloat16", "F32": "float32"}[float_dtype],
+    )
+    if "stage_b" in meta:
+        entry["clip"]["dim"] = int(meta["stage_b"].get("c_clip", entry["clip"]["dim"]))
+    if "effnet_factor" in meta:
+        entry["decode"]["effnet_input_factor"] = meta["effnet_factor"]
+    training = dict(meta.get("training") or {})
+    entry["training"] = {
+        **(entry.get("training") or {}),
+        "command": training.pop("command", None),
+        "data": training.pop("data", (entry.get("training") or {}).get("data")),
+        "steps": {
+            "stage_a": training.pop("stage_a_steps", None),
+            "joint": training.pop("joint_steps", None),
+        },
+        "wall_time_s": training.pop("train_seconds", None),
+        "diffusion": meta.get("diffusion"),
+        **training,
+    }
+    entry["training"].pop("notes", None)
+    FamilySpec.from_dict(family, entry)  # refuse to write an entry the loader cannot read
+    text = format_registry(data)
+    for target in targets:
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    return entry
