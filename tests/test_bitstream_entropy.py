@@ -44,9 +44,10 @@ symbol_arrays = hnp.arrays(
 
 
 @settings(max_examples=150, deadline=None)
-@given(symbols=symbol_arrays, method=st.sampled_from([METHOD_ANS, METHOD_RANGE]))
-def test_round_trip_is_exact_including_escapes(symbols, method):
-    blob = encode_latent(symbols, method=method)
+@given(symbols=symbol_arrays, method=st.sampled_from([METHOD_ANS, METHOD_RANGE]),
+       adaptive=st.sampled_from([None, False, True]))
+def test_round_trip_is_exact_including_escapes(symbols, method, adaptive):
+    blob = encode_latent(symbols, method=method, adaptive=adaptive)
     assert np.array_equal(decode_latent(blob, symbols.shape), symbols)
 
 
@@ -66,6 +67,17 @@ def test_coded_size_is_close_to_ideal_and_to_empirical_entropy():
     assert report.ideal_bits <= coded_bits <= report.ideal_bits * 1.005 + 32
     # per-image, per-channel empirical entropy: the cost of 16 ideal histograms sent for free
     assert 8 * report.total_bytes <= 1.05 * empirical_entropy_bits(symbols)
+
+
+def test_adaptive_model_is_chosen_when_statistics_drift():
+    # left half of every channel small, right half wide: no single static pmf fits both
+    rng = np.random.default_rng(7)
+    symbols = np.rint(rng.laplace(size=(4, 16, 32)) * np.r_[0.3, 4.0].repeat(16)[None, None]).astype(np.int32)
+    symbols = symbols.transpose(0, 2, 1).copy()  # raster order: first rows small, later wide
+    static = analyse_latent(symbols, adaptive=False)
+    chosen = analyse_latent(symbols)
+    assert chosen.adaptive and chosen.total_bytes < 0.95 * static.total_bytes
+    assert np.array_equal(decode_latent(encode_latent(symbols), symbols.shape), symbols)
 
 
 def test_more_spread_symbols_cost_more():

@@ -2,8 +2,9 @@
 
 `python tests/vectors/make_vectors.py` writes, next to this file:
   image_tiny.dae / image_tiny.npy       tiny model by code, escapes and a centred channel
-  image_named.dae / image_named.npy     model stored by name, decode defaults, optional chunk
-  video_two_groups.dae / video_two_groups.npz   two frame groups, END chunk
+  image_named.dae / image_named.npy     model stored by name, decode defaults, optional chunk,
+                                        adaptive entropy model
+  video_two_groups.dae / video_two_groups.npz   two frame groups (last frame range-coded), END
   version_99.dae                        an image with an unsupported format version
   other_model.dae                       an image made by 'stable-cascade'
 and expected.json with the headers the files must parse to.
@@ -51,7 +52,9 @@ def main() -> None:
         orientation=6, effnet_scale=0.75, seed=2**40,
         decode=DecodeDefaults("dpmpp-2m", 25, 4.5, 0.7),
     )
-    (HERE / "image_named.dae").write_bytes(write_image(h, encode_latent(s), [(0x81, b"hello")]))
+    (HERE / "image_named.dae").write_bytes(
+        write_image(h, encode_latent(s, adaptive=True), [(0x81, b"hello")])
+    )
     np.save(HERE / "image_named.npy", s)
     expected["image_named"] = dict(
         model="my-finetune", width=300, height=200, latent_shape=list(s.shape), seed=2**40,
@@ -64,7 +67,7 @@ def main() -> None:
         fps=Fraction(30000, 1001), time_base=Fraction(1, 90000), frame_count=3, gop=2,
     )
     groups = [FrameGroup((encode_latent(frames[0]), encode_latent(frames[1]))),
-              FrameGroup((encode_latent(frames[2]),))]
+              FrameGroup((encode_latent(frames[2], method=2),))]
     (HERE / "video_two_groups.dae").write_bytes(write_video(vh, groups))
     np.savez(HERE / "video_two_groups.npz", *frames)
     expected["video_two_groups"] = dict(model="tiny", fps=[30000, 1001], frame_count=3, groups=[2, 1])

@@ -3,12 +3,17 @@
 A latent blob (the payload of one latent, image or video frame) is
 
     byte 0      method (bits 0-2: 1 = ANS, 2 = range coder) | bit 3: centres present
+                | bit 4: adaptive (tables are priors updated by counts, see below)
     C bytes     table index per channel (into the shipped `pmf_tables.npz`)
     [C svarint] per-channel integer centre, only when bit 3 is set
     rest        coder words, little-endian uint32, with up to 3 trailing zero bytes of the
                 last word dropped (restored on decode)
 
-Per channel the symbols minus its centre are coded i.i.d. under one shipped integer pmf.
+Per channel the symbols minus its centre are coded under one shipped integer pmf: either
+static (i.i.d.), or adaptive: the channel is cut into blocks of 4 symbols (raster order)
+and each block is coded with integer weights (table >> 8) + (count << 11), i.e. the table
+worth 32 observations plus the bin counts of the channel's earlier blocks (halved whenever
+they pass 64, to follow local statistics), renormalised with integer arithmetic only.
 Values beyond ±63 code an escape bin (its sign) followed by the excess e = |u| - 64 as
 k = floor(log2(e + 1)) with Uniform(21) and then the low k bits of e + 1 with Uniform(2**k).
 
@@ -35,7 +40,13 @@ METHOD_ANS = 1
 METHOD_RANGE = 2
 _METHOD_MASK = 0x07
 _CENTRES_FLAG = 0x08
-_RESERVED_MASK = 0xF0
+_ADAPTIVE_FLAG = 0x10
+_RESERVED_MASK = 0xE0
+_FREE_WEIGHT = (1 << PRECISION) - ALPHABET  # what constriction distributes beyond 1 per bin
+_PRIOR_SHIFT = 8  # prior mass 2**16 ...
+_COUNT_SHIFT = 11  # ... and 2**11 per observation: the table weighs as 32 observations
+_COUNT_LIMIT = 64  # halve the counts beyond this: latents are not stationary over the image
+_BLOCK = 4  # symbols coded per model update (tuned on the stand-in latents, see benchmarks)
 ESCAPE_CLASSES = 21  # k in 0..20: escapes up to 2**21 - 1 beyond the table range
 DEFAULT_METHOD = METHOD_ANS  # measured smaller than range coding, see benchmarks/entropy_efficiency.py
 
@@ -47,6 +58,50 @@ _ESC_HIGH = ALPHABET - 1
 def _model(table: int):
     weights = load_tables()[table].astype(np.float64) - 1.0  # exact: integers < 2**24
     return constriction.stream.model.Categorical(weights, perfect=False)
+
+
+class _AdaptiveCounts:
+    """Integer bin counts of one channel, updated after every block, halved when they
+    exceed _COUNT_LIMIT so the model follows local statistics (raster order)."""
+
+    def __init__(self, table: int):
+        self.prior = load_tables()[table].astype(np.int64) >> _PRIOR_SHIFT
+        self.counts = np.zeros(ALPHABET, dtype=np.int64)
+
+    def weights(self) -> np.ndarray:
+        """Integer weights summing to exactly _FREE_WEIGHT, so constriction's p = (w + 1) / 2**24."""
+        raw = self.prior + (self.counts << _COUNT_SHIFT)
+        weights = raw * _FREE_WEIGHT // int(raw.sum())  # < 2**24 * 2**24: fits int64
+        weights[int(np.argmax(raw))] += _FREE_WEIGHT - int(weights.sum())
+        return weights
+
+    def update(self, idx: np.ndarray) -> None:
+        self.counts += np.bincount(idx, minlength=ALPHABET)
+        if int(self.counts.sum()) > _COUNT_LIMIT:
+            self.counts = (self.counts + 1) >> 1
+
+
+def _adaptive_models(table: int, idx: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """(start, end, weights) of every block, given the channel's bin indices (encoder side)."""
+    state, out = _AdaptiveCounts(table), []
+    for start in range(0, idx.size, _BLOCK):
+        end = min(idx.size, start + _BLOCK)
+        out.append((start, end, state.weights()))
+        state.update(idx[start:end])
+    return out
+
+
+def _adaptive_bits(table: int, idx: np.ndarray) -> float:
+    return float(
+        sum(
+            (PRECISION - np.log2(w[idx[a:b]].astype(np.float64) + 1)).sum()
+            for a, b, w in _adaptive_models(table, idx)
+        )
+    )
+
+
+def _categorical(weights: np.ndarray):
+    return constriction.stream.model.Categorical(weights.astype(np.float64), perfect=False)
 
 
 @lru_cache(maxsize=1)
@@ -81,6 +136,7 @@ class LatentCodeReport:
     coded_bytes: int  # coder words after trimming
     ideal_bits: float  # -sum log2 p under the exact integer model used (escapes included)
     escapes: int
+    adaptive: bool = False
 
     @property
     def total_bytes(self) -> int:
@@ -133,18 +189,30 @@ def _check_symbols(symbols: np.ndarray) -> np.ndarray:
 
 
 def encode_latent(
-    symbols: np.ndarray, method: int = DEFAULT_METHOD, plans: list[ChannelPlan] | None = None
+    symbols: np.ndarray,
+    method: int = DEFAULT_METHOD,
+    plans: list[ChannelPlan] | None = None,
+    adaptive: bool | None = None,
 ) -> bytes:
-    """Code a (C, h, w) integer symbol array into a self-describing latent blob."""
+    """Code a (C, h, w) integer symbol array into a self-describing latent blob.
+
+    `adaptive=None` picks static or adaptive coding, whichever has the smaller ideal size.
+    """
     symbols = _check_symbols(symbols)
     plans = plans if plans is not None else plan_channels(symbols)
+    if adaptive is None:
+        adaptive = ideal_bits(symbols, plans, True)[0] < ideal_bits(symbols, plans, False)[0]
     flat = symbols.reshape(symbols.shape[0], -1)
-    # Decode order per channel: bins, escape classes, escape mantissas.
+    # Decode order per channel: bins (block by block), escape classes, escape mantissas.
     parts: list[tuple[np.ndarray, object, np.ndarray | None]] = []
     uniform = constriction.stream.model.Uniform()
     for plan, channel in zip(plans, flat, strict=True):
         idx, excess = _split(channel - plan.centre)
-        parts.append((idx, _model(plan.table), None))
+        if adaptive:
+            for a, b, weights in _adaptive_models(plan.table, idx):
+                parts.append((idx[a:b], _categorical(weights), None))
+        else:
+            parts.append((idx, _model(plan.table), None))
         if excess.size:
             k, mantissa = _escape_parts(excess)
             parts.append((k, uniform, np.full(k.size, ESCAPE_CLASSES, dtype=np.int32)))
@@ -173,7 +241,8 @@ def encode_latent(
         trim += 1
     words = words[: len(words) - trim]
     centred = any(p.centre for p in plans)
-    head = bytearray([method | (_CENTRES_FLAG if centred else 0)])
+    flags = method | (_CENTRES_FLAG if centred else 0) | (_ADAPTIVE_FLAG if adaptive else 0)
+    head = bytearray([flags])
     head += bytes(p.table for p in plans)
     if centred:
         for p in plans:
@@ -181,7 +250,15 @@ def encode_latent(
     return bytes(head) + words
 
 
-def _params_end(blob: bytes, channels: int) -> tuple[int, list[ChannelPlan], int]:
+@dataclass(frozen=True)
+class _BlobParams:
+    method: int
+    adaptive: bool
+    plans: list[ChannelPlan]
+    start: int  # where the coder words begin
+
+
+def _parse_params(blob: bytes, channels: int) -> _BlobParams:
     reader = ByteReader(blob)
     first = reader.byte("latent coding method")
     if first & _RESERVED_MASK:
@@ -196,26 +273,40 @@ def _params_end(blob: bytes, channels: int) -> tuple[int, list[ChannelPlan], int
     if first & _CENTRES_FLAG:
         centres = [reader.svarint("channel centre", MAX_SYMBOL) for _ in range(channels)]
     plans = [ChannelPlan(t, c) for t, c in zip(tables, centres, strict=True)]
-    return method, plans, reader.pos
+    return _BlobParams(method, bool(first & _ADAPTIVE_FLAG), plans, reader.pos)
+
+
+def _decode_bins(coder, plan: ChannelPlan, n: int, adaptive: bool) -> np.ndarray:
+    if not adaptive:
+        return np.asarray(coder.decode(_model(plan.table), n), dtype=np.int64)
+    idx = np.empty(n, dtype=np.int64)
+    state = _AdaptiveCounts(plan.table)
+    for a in range(0, n, _BLOCK):
+        b = min(n, a + _BLOCK)
+        idx[a:b] = coder.decode(_categorical(state.weights()), b - a)
+        if idx[a:b].min() < 0 or idx[a:b].max() >= ALPHABET:
+            raise CorruptFileError("latent payload decodes to an impossible symbol")
+        state.update(idx[a:b])
+    return idx
 
 
 def decode_latent(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     """Inverse of `encode_latent`; `shape` comes from the (bounded) container header."""
     channels, height, width = shape
-    method, plans, start = _params_end(blob, channels)
-    payload = blob[start:]
+    params = _parse_params(blob, channels)
+    payload = blob[params.start :]
     payload += b"\0" * (-len(payload) % 4)
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
     n = height * width
     out = np.empty((channels, n), dtype=np.int32)
     uniform = constriction.stream.model.Uniform()
     try:
-        if method == METHOD_ANS:
+        if params.method == METHOD_ANS:
             coder = constriction.stream.stack.AnsCoder(words)
         else:
             coder = constriction.stream.queue.RangeDecoder(words)
-        for c, plan in enumerate(plans):
-            idx = np.asarray(coder.decode(_model(plan.table), n), dtype=np.int64)
+        for c, plan in enumerate(params.plans):
+            idx = _decode_bins(coder, plan, n, params.adaptive)
             if idx.min() < 0 or idx.max() >= ALPHABET:
                 raise CorruptFileError("latent payload decodes to an impossible symbol")
             u = idx - (HALF_RANGE + 1)
@@ -237,7 +328,7 @@ def decode_latent(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
             if np.abs(s).max() > MAX_SYMBOL:
                 raise CorruptFileError("latent payload decodes to an out-of-range symbol")
             out[c] = s
-        if method == METHOD_ANS and not coder.is_empty():
+        if params.method == METHOD_ANS and not coder.is_empty():
             raise CorruptFileError("latent payload has data left after the last symbol")
     except NeurcodecError:
         raise
@@ -246,19 +337,18 @@ def decode_latent(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     return out.reshape(channels, height, width)
 
 
-def validate_tables(plans: list[ChannelPlan]) -> None:
-    for p in plans:
-        if not 0 <= p.table < NUM_TABLES:
-            raise CorruptFileError(f"table index {p.table} out of range")
-
-
-def ideal_bits(symbols: np.ndarray, plans: list[ChannelPlan]) -> tuple[float, int]:
+def ideal_bits(
+    symbols: np.ndarray, plans: list[ChannelPlan], adaptive: bool = False
+) -> tuple[float, int]:
     """-sum log2 p of the symbols under exactly the integer models `encode_latent` uses."""
     lengths = _code_lengths()
     total, escapes = 0.0, 0
     for plan, channel in zip(plans, symbols.reshape(symbols.shape[0], -1).astype(np.int64)):
         idx, excess = _split(channel - plan.centre)
-        total += float(lengths[plan.table][idx].sum())
+        if adaptive:
+            total += _adaptive_bits(plan.table, idx)
+        else:
+            total += float(lengths[plan.table][idx].sum())
         if excess.size:
             k, _ = _escape_parts(excess)
             total += float(_ESCAPE_CLASS_BITS[k].sum() + k.sum())
@@ -266,19 +356,23 @@ def ideal_bits(symbols: np.ndarray, plans: list[ChannelPlan]) -> tuple[float, in
     return total, escapes
 
 
-def analyse_latent(symbols: np.ndarray, method: int = DEFAULT_METHOD) -> LatentCodeReport:
+def analyse_latent(
+    symbols: np.ndarray, method: int = DEFAULT_METHOD, adaptive: bool | None = None
+) -> LatentCodeReport:
     """Code `symbols` and report the real size next to the ideal code length."""
     symbols = _check_symbols(symbols)
     plans = plan_channels(symbols)
-    blob = encode_latent(symbols, method=method, plans=plans)
-    _, _, start = _params_end(blob, symbols.shape[0])
-    bits, escapes = ideal_bits(symbols, plans)
-    return LatentCodeReport(int(symbols.size), start, len(blob) - start, bits, escapes)
+    blob = encode_latent(symbols, method=method, plans=plans, adaptive=adaptive)
+    params = _parse_params(blob, symbols.shape[0])
+    bits, escapes = ideal_bits(symbols, plans, params.adaptive)
+    return LatentCodeReport(
+        int(symbols.size), params.start, len(blob) - params.start, bits, escapes, params.adaptive
+    )
 
 
 def blob_sizes(blob: bytes, channels: int) -> tuple[int, int]:
     """(entropy-model parameter bytes, coded bytes) of a latent blob, for `neurcodec info`."""
-    _, _, start = _params_end(blob, channels)
+    start = _parse_params(blob, channels).start
     return start, len(blob) - start
 
 
