@@ -410,3 +410,11 @@ def test_pull_without_transformers_says_which_extra_to_install(hf_home, monkeypa
     monkeypatch.setitem(sys.modules, "transformers", None)  # import now raises ImportError
     with pytest.raises(WeightsError, match=r"needs transformers.*neurcodec\[hub\]"):
         weights.pull(spec, progress=False)
+
+
+def test_clip_vector_from_another_revision_is_not_used(hf_home):
+    spec, _ = write_small_family(hf_home)
+    stale = dataclasses.replace(spec, clip=dataclasses.replace(spec.clip, revision="v0"))
+    write_clip_vector(hf_home, stale, torch.ones(CLIP_DIM))
+    with pytest.raises(WeightsError, match=r"stabilityai/stable-cascade@v0.*neurcodec pull stable-cascade-lite --force"):
+        weights.load_models(spec, allow_zero_clip=True)

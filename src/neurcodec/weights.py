@@ -498,6 +498,8 @@ def compute_clip_uncond(family: str | FamilySpec) -> Path:
 
 
 def _read_clip_cache(spec: FamilySpec, *, missing_ok: bool = False) -> torch.Tensor | None:
+    """The cached vector; with `missing_ok`, None for anything short of a valid one (pull then
+    recomputes it) instead of an error telling the user to pull."""
     path = clip_cache_path(spec)
     if not path.is_file():
         if missing_ok:
@@ -513,6 +515,8 @@ def _read_clip_cache(spec: FamilySpec, *, missing_ok: bool = False) -> torch.Ten
             meta = fh.metadata() or {}
             vector = fh.get_tensor(CLIP_KEY)
     except Exception as exc:  # noqa: BLE001 - any unreadable cache file means "pull again"
+        if missing_ok:
+            return None
         raise WeightsError(
             f"{path} is unreadable ({_first_line(exc)}); run `neurcodec pull {spec.name} --force`"
         ) from None
@@ -524,6 +528,8 @@ def _read_clip_cache(spec: FamilySpec, *, missing_ok: bool = False) -> torch.Ten
             f"{spec.clip.repo}@{spec.clip.revision}; run `neurcodec pull {spec.name} --force`"
         )
     if vector.numel() != spec.clip.dim:
+        if missing_ok:
+            return None
         raise WeightsError(f"{path} holds {vector.numel()} values, expected {spec.clip.dim}")
     return vector
 
@@ -767,7 +773,9 @@ def load_models(
     # The CLIP vector first: failing here must not wait for gigabytes of downloads.
     clip_vec: torch.Tensor | None = None
     if spec.clip.from_text_encoder:
-        clip_vec = _read_clip_cache(spec, missing_ok=allow_zero_clip)
+        # The opt-in covers an absent vector only; a stale or broken one is still an error.
+        if not (allow_zero_clip and not clip_cache_path(spec).is_file()):
+            clip_vec = _read_clip_cache(spec)
 
     metas = {cname: build_component(comp, "meta") for cname, comp in spec.components.items()}
     loaded: dict[str, nn.Module] = {}
