@@ -158,9 +158,14 @@ def test_stage_b_sampling_teacher_forced(stage_b_sampling, gdf: GDF) -> None:
             torch.testing.assert_close(x, io[f"step{i}_x"], atol=1e-3, rtol=0)
 
 
-def test_stage_b_sampling_free_running(stage_b_sampling, gdf: GDF) -> None:
+@pytest.mark.parametrize("noise", ["injected", "seeded_generator"])
+def test_stage_b_sampling_free_running(stage_b_sampling, gdf: GDF, noise: str) -> None:
     model, io, settings = stage_b_sampling
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if noise == "injected":
+        noise_kw = {"noise_fn": lambda i, like: io[f"step{i}_noise"]}
+    else:  # the reference drew its noises from the global RNG seeded 777; a CPU generator matches
+        noise_kw = {"generator": torch.Generator().manual_seed(777)}
     result = sample(
         model,
         io["x_init"],
@@ -170,8 +175,8 @@ def test_stage_b_sampling_free_running(stage_b_sampling, gdf: GDF) -> None:
         cfg=settings["cfg"],
         cfg_rho=settings["cfg_rho"],
         shift=settings["shift"],
-        noise_fn=lambda i, like: io[f"step{i}_noise"],
         callback=lambda i, x0, x: seen.append((x0, x)),
+        **noise_kw,
     )
     # The result is the last step's x0 estimate, not the final x.
     torch.testing.assert_close(result, io["result_x0_last"], atol=1e-2, rtol=0)
