@@ -250,6 +250,11 @@ def test_sampler_arguments_are_checked() -> None:
         sample(model, torch.zeros(1, 4, 8, 8), gdf, steps=2, sampler="euler")
     with pytest.raises(UsageError, match="eta"):
         sample(model, torch.zeros(1, 4, 8, 8), gdf, steps=2, sampler="ddpm", eta=0.5)
+    with pytest.raises(UsageError, match="t_start"):
+        sample(model, torch.zeros(1, 4, 8, 8), gdf, steps=2, t_start=0.2, t_end=0.5)
+    # A partial run (t_end > 0) is allowed; its final x is then the useful output.
+    partial = sample(model, torch.zeros(1, 4, 8, 8), gdf, steps=2, sampler="ddim", t_start=0.6, t_end=0.3, output="x")
+    assert partial.shape == (1, 4, 8, 8)
 
 
 def test_gdf_defaults_are_the_stage_b_setup() -> None:

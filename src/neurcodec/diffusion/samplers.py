@@ -75,6 +75,8 @@ class SamplingGrid:
     ) -> SamplingGrid:
         if steps < 1:
             raise UsageError(f"diffusion steps must be at least 1, got {steps}")
+        if not 0.0 <= t_end < t_start <= 1.0:
+            raise UsageError(f"sampling runs from more to less noise in [0, 1]; got t_start={t_start}, t_end={t_end}")
         t = torch.linspace(t_start, t_end, steps + 1)  # float32, as the reference
         log_snr = gdf.schedule(t, shift=shift).to(device)
         a, b = gdf.input_scaler(log_snr)
@@ -103,6 +105,7 @@ def sample_ddim(
         sigma = eta * (b_next**2 / b**2).sqrt() * (1 - a**2 / a_next**2).sqrt()
         c_eps = (b_next**2 - sigma**2).sqrt()
     else:
+        # The reference's form: sqrt(b'²) can differ from b' in the last bit.
         sigma, c_eps = None, (b_next**2 - 0).sqrt()
     a_next, c_eps = a_next.unbind(0), c_eps.unbind(0)
     sigma = sigma.unbind(0) if sigma is not None else None
