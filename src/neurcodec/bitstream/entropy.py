@@ -262,7 +262,9 @@ def _parse_params(blob: bytes, channels: int) -> _BlobParams:
     reader = ByteReader(blob)
     first = reader.byte("latent coding method")
     if first & _RESERVED_MASK:
-        raise CorruptFileError(f"latent blob has reserved flag bits set (0x{first:02x})")
+        raise UnsupportedFileError(
+            f"latent blob uses flag bits this build does not know (0x{first:02x})"
+        )
     method = first & _METHOD_MASK
     if method not in (METHOD_ANS, METHOD_RANGE):
         raise UnsupportedFileError(

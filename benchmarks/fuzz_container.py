@@ -1,0 +1,81 @@
+"""Long fuzz run of the .dae reader -> benchmarks/results/fuzz.json.
+
+Feeds >= 100,000 truncated / bit-flipped / spliced / byte-overwritten variants of small
+image, video and bare-latent files (the same mutators as tests/test_bitstream_fuzz.py) and
+records the outcome counts, the slowest single file and the peak traced allocation.
+Anything other than a typed neurcodec bitstream error is a failure (exit code 1).
+
+    python benchmarks/fuzz_container.py [--n 100000] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+import tracemalloc
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_bitstream_fuzz import mutate, parse, seeds  # noqa: E402
+
+from neurcodec.errors import BitstreamError  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fuzz.json")
+    args = ap.parse_args()
+
+    rng = random.Random(args.seed)
+    corpus = seeds()
+    pool = [d for _, d in corpus]
+    outcomes: dict[str, int] = {}
+    failures: list[dict] = []
+    slowest = 0.0
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    for i in range(args.n):
+        kind, data = corpus[i % len(corpus)]
+        sample = mutate(rng, data, pool)
+        t = time.perf_counter()
+        try:
+            parse(kind, sample)
+            name = "accepted"
+        except BitstreamError as exc:
+            name = type(exc).__name__
+        except Exception as exc:  # a bug: record it with the input that triggered it
+            name = f"UNTYPED:{type(exc).__name__}"
+            if len(failures) < 20:
+                failures.append({"kind": kind, "input_hex": sample.hex(), "error": traceback.format_exc()})
+        slowest = max(slowest, time.perf_counter() - t)
+        outcomes[name] = outcomes.get(name, 0) + 1
+    elapsed = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    result = {
+        "files": args.n,
+        "seed": args.seed,
+        "outcomes": outcomes,
+        "untyped_failures": sum(v for k, v in outcomes.items() if k.startswith("UNTYPED")),
+        "seconds_total": round(elapsed, 2),
+        "slowest_file_ms": round(1000 * slowest, 2),
+        "peak_traced_bytes": peak,
+        "failures": failures,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "failures"}, indent=1))
+    return 1 if result["untyped_failures"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
