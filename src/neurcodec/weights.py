@@ -122,6 +122,8 @@ class FamilySpec:
     clip: ClipSpec
     decode: DecodeDefaults
     training: dict[str, Any] | None = field(default=None, hash=False)
+    # The GDF recipe the stage B was trained with (its target decides how to read predictions).
+    diffusion: str = "eps_p2"
 
     @property
     def bundled(self) -> bool:
@@ -152,6 +154,7 @@ class FamilySpec:
                 clip=ClipSpec(**clip_data),
                 decode=DecodeDefaults(**data.get("decode", {})),
                 training=data.get("training"),
+                diffusion=data.get("diffusion", "eps_p2"),
             )
         except (KeyError, TypeError) as exc:
             raise WeightsError(f"registry entry {name!r} is malformed: {exc}") from None
@@ -973,6 +976,8 @@ def record_bundle(
         **training,
     }
     entry["training"].pop("notes", None)
+    if meta.get("diffusion"):
+        entry["diffusion"] = f"{meta['diffusion']['target']}_{meta['diffusion']['loss_weight']}"
     FamilySpec.from_dict(family, entry)  # refuse to write an entry the loader cannot read
     text = format_registry(data)
     for target in targets:

@@ -1,0 +1,69 @@
+"""`neurcodec train`: train a model family from a folder of images (CPU or CUDA)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from neurcodec.cli import app
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  neurcodec train data/train --config tiny -o runs/tiny            # ~2 h on 2 CPU cores\n\n"
+        "  neurcodec train data/train --config tiny -o runs/tiny --resume   # continue after a stop\n\n"
+        "  neurcodec train data/train -o runs/tiny --resume --export tiny.safetensors  # ship it"
+    )
+)
+def train(
+    data: Annotated[Path, typer.Argument(help="Folder of training images (searched recursively).")],
+    config: Annotated[str, typer.Option("--config", "-c", help="Training config: a name in neurcodec/configs (tiny, micro) or a .json path.")] = "tiny",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint.pt, log.jsonl, exported model.")] = Path("runs/tiny"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop (with a checkpoint) after this many minutes.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or mps.")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for crops, noise and initialisation.")] = 0,
+    export: Annotated[Optional[Path], typer.Option("--export", help="After training (or with --resume and no steps left), write the shippable model here (.safetensors).")] = None,
+) -> None:
+    """Train stage A, then the encoder and stage B jointly under the diffusion loss."""
+    import torch
+    from rich.console import Console
+
+    from neurcodec.errors import UsageError
+    from neurcodec.train import Trainer, TrainConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    console = Console(stderr=True)
+    cfg = TrainConfig.load(config)
+    trainer = Trainer(cfg, data, out, device=device, seed=seed, log=lambda m: console.print(m))
+    if resume:
+        if not trainer.checkpoint_path.is_file():
+            raise UsageError(f"--resume given but there is no checkpoint at {trainer.checkpoint_path}")
+        trainer.load_checkpoint()
+        console.print(f"resumed at phase {trainer.phase}, step {trainer.step}")
+    elif trainer.checkpoint_path.exists():
+        raise UsageError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    last = [time.monotonic()]
+
+    def progress(phase: str, step: int, total: int, stats: dict) -> None:
+        if step % 25 == 0 or step == total or time.monotonic() - last[0] > 30:
+            last[0] = time.monotonic()
+            shown = " ".join(f"{k} {v:.4f}" for k, v in stats.items())
+            console.print(f"{phase}: step {step}/{total} {shown}", markup=False)
+
+    finished = trainer.run(max_minutes=max_minutes, progress=progress)
+    console.print("training finished" if finished else f"stopped at phase {trainer.phase}, step {trainer.step}; resume with --resume")
+    if export is not None:
+        command = "neurcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        spec = trainer.export(export, record={"command": command, "data": str(data)})
+        console.print(f"exported {export} ({export.stat().st_size / 1e6:.1f} MB): {spec['training']}")

@@ -1,0 +1,412 @@
+"""Training: stage A (VQGAN f4) first, then the encoder and stage B jointly under the diffusion loss.
+
+The recipe is "sample what you can't compress": the EfficientNet latent is quantised (with the
+same rounding the bitstream uses, or its uniform-noise proxy) and dropped to zeros with a small
+probability for classifier-free guidance; stage B learns to generate the frozen stage A latent
+conditioned on it. Everything runs unchanged on CPU or CUDA; a run checkpoints periodically and
+resumes from its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from neurcodec.diffusion import GDFConfig, build_gdf
+from neurcodec.errors import InputError, UsageError
+from neurcodec.models.configs import EffNetConfig, StageAConfig, StageBConfig, config_from_dict
+from neurcodec.models.effnet import effnet_preprocess
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+@dataclass
+class PhaseConfig:
+    steps: int
+    batch_size: int
+    crop: int
+    lr: float
+    warmup: int = 200
+
+
+@dataclass
+class TrainConfig:
+    """One training recipe: the three model configs plus both phases' hyperparameters."""
+
+    name: str
+    stage_a: StageAConfig
+    encoder: EffNetConfig
+    stage_b: StageBConfig
+    stage_a_phase: PhaseConfig
+    joint_phase: PhaseConfig
+    diffusion: GDFConfig = field(default_factory=lambda: GDFConfig("x0", "min_snr"))
+    effnet_factor: float = 1.0
+    # Quantisation seen in training: step Δ drawn log-uniformly per sample; a fraction of the
+    # batch is rounded exactly (straight-through), the rest gets the uniform-noise proxy.
+    step_range: tuple[float, float] = (0.3, 4.0)
+    round_fraction: float = 0.5
+    cond_dropout: float = 0.1
+    ema_decay: float = 0.999
+    latent_noise: float = 0.1  # decoder robustness: stage A decodes noisy latents in training
+    checkpoint_minutes: float = 5.0
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> TrainConfig:
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = CONFIG_DIR / f"{name_or_path}.json"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
+            raise UsageError(f"no training config {name_or_path!r} (known: {known}, or a path to a .json)")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["stage_a"] = config_from_dict({"kind": "stage_a", **data["stage_a"]})
+        data["encoder"] = config_from_dict({"kind": "effnet", **data["encoder"]})
+        data["stage_b"] = config_from_dict({"kind": "stage_b", **data["stage_b"]})
+        data["stage_a_phase"] = PhaseConfig(**data["stage_a_phase"])
+        data["joint_phase"] = PhaseConfig(**data["joint_phase"])
+        if "diffusion" in data:
+            data["diffusion"] = GDFConfig(**data["diffusion"])
+        if "step_range" in data:
+            data["step_range"] = tuple(data["step_range"])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("stage_a", "encoder", "stage_b"):
+            out[key] = {k: v for k, v in getattr(self, key).to_dict().items() if k != "kind"}
+        return out
+
+
+# ----------------------------------------------------------------------------------- data
+def find_images(data_dir: Path) -> list[Path]:
+    if not data_dir.is_dir():
+        raise InputError(f"training data folder not found: {data_dir}")
+    paths = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {data_dir}")
+    return paths
+
+
+def load_images(paths: list[Path], min_side: int) -> list[Tensor]:
+    """All training images as uint8 (3,H,W) tensors in memory (the set is small)."""
+    images = []
+    for path in paths:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if min(im.size) < min_side:  # upscale tiny images so every crop is valid
+                scale = min_side / min(im.size)
+                im = im.resize((math.ceil(im.width * scale), math.ceil(im.height * scale)), Image.BICUBIC)
+            images.append(torch.from_numpy(__import__("numpy").asarray(im).copy()).permute(2, 0, 1))
+    return images
+
+
+class CropSampler:
+    """Random crops (aligned to `align` px so stage A latents crop consistently) + h-flips."""
+
+    def __init__(self, images: list[Tensor], crop: int, align: int, rng: random.Random) -> None:
+        self.images, self.crop, self.align, self.rng = images, crop, align, rng
+
+    def positions(self, batch: int) -> list[tuple[int, int, int, bool]]:
+        out = []
+        for _ in range(batch):
+            i = self.rng.randrange(len(self.images))
+            _, h, w = self.images[i].shape
+            y = self.rng.randrange((h - self.crop) // self.align + 1) * self.align
+            x = self.rng.randrange((w - self.crop) // self.align + 1) * self.align
+            out.append((i, y, x, self.rng.random() < 0.5))
+        return out
+
+    def pixels(self, pos: list[tuple[int, int, int, bool]]) -> Tensor:
+        crops = []
+        for i, y, x, flip in pos:
+            c = self.images[i][:, y : y + self.crop, x : x + self.crop]
+            crops.append(c.flip(-1) if flip else c)
+        return torch.stack(crops).float() / 255.0
+
+
+# ------------------------------------------------------------------------------ helpers
+def lr_at(step: int, phase: PhaseConfig) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    if step < phase.warmup:
+        return phase.lr * (step + 1) / phase.warmup
+    progress = min(1.0, (step - phase.warmup) / max(1, phase.steps - phase.warmup))
+    return phase.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def quantize_for_training(latent: Tensor, step_range: tuple[float, float], round_fraction: float) -> Tensor:
+    """What the decoder will see after the bitstream: x → Δ·round(x/Δ) (or x + Δ·U(−½,½))."""
+    b = latent.shape[0]
+    lo, hi = math.log(step_range[0]), math.log(step_range[1])
+    step = torch.exp(torch.empty(b, 1, 1, 1, device=latent.device).uniform_(lo, hi))
+    rounded = latent + (torch.round(latent / step) * step - latent).detach()
+    noisy = latent + (torch.rand_like(latent) - 0.5) * step
+    use_round = (torch.rand(b, 1, 1, 1, device=latent.device) < round_fraction).to(latent.dtype)
+    return use_round * rounded + (1 - use_round) * noisy
+
+
+# ------------------------------------------------------------------------------ trainer
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        data_dir: Path,
+        out_dir: Path,
+        *,
+        device: str = "cpu",
+        seed: int = 0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.config, self.data_dir, self.out_dir = config, Path(data_dir), Path(out_dir)
+        self.device = torch.device(device)
+        self.log = log
+        self.rng = random.Random(seed)
+        torch.manual_seed(seed)
+        self.stage_a = config.stage_a.build().to(self.device)
+        self.encoder = config.encoder.build().to(self.device)
+        self.stage_b = config.stage_b.build().to(self.device)
+        self.ema_encoder = config.encoder.build().to(self.device).requires_grad_(False)
+        self.ema_stage_b = config.stage_b.build().to(self.device).requires_grad_(False)
+        self.ema_encoder.load_state_dict(self.encoder.state_dict())
+        self.ema_stage_b.load_state_dict(self.stage_b.state_dict())
+        self.gdf = build_gdf(config.diffusion)
+        self.opt_a = torch.optim.AdamW(self.stage_a.parameters(), lr=config.stage_a_phase.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        params = list(self.encoder.parameters()) + list(self.stage_b.parameters())
+        self.opt_b = torch.optim.AdamW(params, lr=config.joint_phase.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        self.phase = "stage_a"
+        self.step = 0
+        self.elapsed = 0.0  # seconds of training, summed over resumed runs
+        self.latent_scale: float | None = None
+        self.images: list[Tensor] | None = None
+        self.latent_cache: list[Tensor] | None = None
+
+    # ---------------------------------------------------------------- checkpointing
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "phase": self.phase,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "latent_scale": self.latent_scale,
+            "stage_a": self.stage_a.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "stage_b": self.stage_b.state_dict(),
+            "ema_encoder": self.ema_encoder.state_dict(),
+            "ema_stage_b": self.ema_stage_b.state_dict(),
+            "opt_a": self.opt_a.state_dict(),
+            "opt_b": self.opt_b.state_dict(),
+            "rng": self.rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        for name in ("stage_a", "encoder", "stage_b", "ema_encoder", "ema_stage_b"):
+            getattr(self, name).load_state_dict(state[name])
+        self.opt_a.load_state_dict(state["opt_a"])
+        self.opt_b.load_state_dict(state["opt_b"])
+        self.phase, self.step, self.elapsed = state["phase"], state["step"], state["elapsed"]
+        self.latent_scale = state["latent_scale"]
+        if self.latent_scale is not None:
+            self.stage_a.scale_factor = self.latent_scale
+        self.rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+
+    # ---------------------------------------------------------------- phases
+    def _load_data(self) -> None:
+        if self.images is None:
+            crop = max(self.config.stage_a_phase.crop, self.config.joint_phase.crop)
+            paths = find_images(self.data_dir)
+            self.log(f"loading {len(paths)} training images from {self.data_dir}")
+            self.images = load_images(paths, crop)
+
+    def stage_a_step(self, sampler: CropSampler) -> dict[str, float]:
+        phase = self.config.stage_a_phase
+        for group in self.opt_a.param_groups:
+            group["lr"] = lr_at(self.step, phase)
+        x = sampler.pixels(sampler.positions(phase.batch_size)).to(self.device)
+        self.stage_a.train()
+        raw = self.stage_a.encode_raw(x)
+        _, _, vq_loss = self.stage_a.vquantizer(raw.detach(), dim=1)  # codebook only follows
+        noise = torch.randn_like(raw) * torch.rand(raw.shape[0], 1, 1, 1, device=raw.device) * self.config.latent_noise
+        recon = self.stage_a.decode((raw + noise) / self.stage_a.scale_factor)
+        l1, l2 = F.l1_loss(recon, x), F.mse_loss(recon, x)
+        loss = l1 + l2 + vq_loss
+        self.opt_a.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.stage_a.parameters(), 1.0)
+        self.opt_a.step()
+        return {"loss": loss.item(), "l1": l1.item(), "psnr": -10 * math.log10(max(l2.item(), 1e-10))}
+
+    @torch.no_grad()
+    def finish_stage_a(self) -> None:
+        """Freeze stage A and set its latent scale so the diffusion target has unit std."""
+        self.stage_a.eval()
+        assert self.images is not None
+        sample = [img[:, :256, :256].float()[None] / 255.0 for img in self.images[:64]]
+        raws = torch.cat([self.stage_a.encode_raw(x.to(self.device)).flatten() for x in sample])
+        self.latent_scale = float(raws.std())
+        self.stage_a.scale_factor = self.latent_scale
+        self.log(f"stage A done: latent scale {self.latent_scale:.4f}")
+
+    @torch.no_grad()
+    def build_latent_cache(self) -> None:
+        """Stage A latents of every whole training image, computed once (stage A is frozen)."""
+        assert self.images is not None
+        self.stage_a.eval()
+        self.log("caching stage A latents of the training images")
+        cache = []
+        for img in self.images:
+            h, w = img.shape[1] // 4 * 4, img.shape[2] // 4 * 4  # stage A needs multiples of 4
+            x = img[:, :h, :w].float()[None].to(self.device) / 255.0
+            cache.append(self.stage_a.encode(x)[0][0].cpu())
+        self.latent_cache = cache
+
+    def joint_step(self, sampler: CropSampler) -> dict[str, float]:
+        cfg, phase = self.config, self.config.joint_phase
+        assert self.latent_cache is not None
+        for group in self.opt_b.param_groups:
+            group["lr"] = lr_at(self.step, phase)
+        pos = sampler.positions(phase.batch_size)
+        x = sampler.pixels(pos).to(self.device)
+        q = phase.crop // 4
+        z0 = []
+        for i, y, xx, flip in pos:
+            z = self.latent_cache[i][:, y // 4 : y // 4 + q, xx // 4 : xx // 4 + q]
+            z0.append(z.flip(-1) if flip else z)
+        z0 = torch.stack(z0).to(self.device)
+        self.encoder.train()
+        self.stage_b.train()
+        effnet_in = x if cfg.effnet_factor == 1.0 else F.interpolate(x, scale_factor=cfg.effnet_factor, mode="nearest")
+        latent = self.encoder(effnet_preprocess(effnet_in))
+        latent = quantize_for_training(latent, cfg.step_range, cfg.round_fraction)
+        keep = (torch.rand(latent.shape[0], 1, 1, 1, device=latent.device) >= cfg.cond_dropout).to(latent.dtype)
+        latent = latent * keep
+        diffused = self.gdf.diffuse(z0)
+        clip = torch.zeros(latent.shape[0], cfg.stage_b.c_clip, device=self.device)
+        pred = self.stage_b(diffused.x_t, diffused.noise_cond, latent, clip)
+        per_sample = F.mse_loss(pred, diffused.target, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * diffused.loss_weight).mean()
+        self.opt_b.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.opt_b.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        self.opt_b.step()
+        decay = min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        ema_update(self.ema_encoder, self.encoder, decay)
+        ema_update(self.ema_stage_b, self.stage_b, decay)
+        return {"loss": loss.item(), "mse": per_sample.mean().item()}
+
+    def run(self, *, max_minutes: float | None = None, progress: Callable[[str, int, int, dict], None] | None = None) -> bool:
+        """Train until both phases are done or `max_minutes` pass; returns True when finished."""
+        cfg = self.config
+        self._load_data()
+        assert self.images is not None
+        deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+        last_ckpt = time.monotonic()
+        log_file = (self.out_dir / "log.jsonl").open("a")
+        try:
+            while True:
+                if self.phase == "stage_a" and self.step >= cfg.stage_a_phase.steps:
+                    self.finish_stage_a()
+                    self.phase, self.step = "joint", 0
+                    self.save_checkpoint()
+                if self.phase == "joint" and self.step >= cfg.joint_phase.steps:
+                    self.phase = "done"
+                    self.save_checkpoint()
+                if self.phase == "done":
+                    return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.save_checkpoint()
+                    return False
+                phase_cfg = cfg.stage_a_phase if self.phase == "stage_a" else cfg.joint_phase
+                if self.phase == "joint" and self.latent_cache is None:
+                    self.build_latent_cache()
+                sampler = CropSampler(self.images, phase_cfg.crop, 4, self.rng)
+                t0 = time.monotonic()
+                stats = self.stage_a_step(sampler) if self.phase == "stage_a" else self.joint_step(sampler)
+                self.elapsed += time.monotonic() - t0
+                self.step += 1
+                if self.step % 25 == 0 or self.step == phase_cfg.steps:
+                    log_file.write(json.dumps({"phase": self.phase, "step": self.step, "elapsed": round(self.elapsed, 1), **stats}) + "\n")
+                    log_file.flush()
+                if progress is not None:
+                    progress(self.phase, self.step, phase_cfg.steps, stats)
+                if time.monotonic() - last_ckpt >= 60 * cfg.checkpoint_minutes:
+                    self.save_checkpoint()
+                    last_ckpt = time.monotonic()
+        finally:
+            log_file.close()
+
+    # ---------------------------------------------------------------- export
+    def export(self, path: Path, *, dtype: torch.dtype = torch.float16, record: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the shippable model: one safetensors file (EMA weights, stage prefixes) + its JSON."""
+        from safetensors.torch import save_file
+
+        if self.latent_scale is None:
+            raise UsageError("the model has not finished stage A training; nothing to export")
+        tensors: dict[str, Tensor] = {}
+        for prefix, module in (("stage_a.", self.stage_a), ("encoder.", self.ema_encoder), ("stage_b.", self.ema_stage_b)):
+            for key, value in module.state_dict().items():
+                value = value.detach().cpu()
+                tensors[prefix + key] = value.to(dtype) if value.is_floating_point() else value
+        tensors["clip_uncond"] = torch.zeros(1, 1, self.config.stage_b.c_clip, dtype=dtype)
+        stage_a = replace(self.config.stage_a, scale_factor=self.latent_scale)
+        spec = {
+            "stage_a": stage_a.to_dict(),
+            "encoder": self.config.encoder.to_dict(),
+            "stage_b": self.config.stage_b.to_dict(),
+            "effnet_factor": self.config.effnet_factor,
+            "diffusion": asdict(self.config.diffusion),
+            "training": {
+                "config": self.config.name,
+                "phase": self.phase,
+                "stage_a_steps": self.config.stage_a_phase.steps if self.phase != "stage_a" else self.step,
+                "joint_steps": self.step if self.phase == "joint" else (self.config.joint_phase.steps if self.phase == "done" else 0),
+                "train_seconds": round(self.elapsed),
+                **(record or {}),
+            },
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file(tensors, str(tmp), metadata={"neurcodec": json.dumps(spec)})
+        os.replace(tmp, path)
+        return spec
+
+
+def iter_config_names() -> Iterator[str]:
+    return (p.stem for p in sorted(CONFIG_DIR.glob("*.json")))
