@@ -1,0 +1,39 @@
+"""neurcodec: a neural image and video codec built on a diffusion autoencoder.
+
+    import neurcodec
+    codec = neurcodec.load()                  # the bundled default model ("tiny")
+    data = codec.encode(Image.open("photo.png"), quality=50)
+    image = codec.decode(data, steps=10, seed=7)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from neurcodec.codec import Codec
+
+
+def load(name: str | None = None, **kwargs: Any) -> Codec:
+    """Load a model family (default: the bundled `tiny`) as a ready `Codec`.
+
+    Keywords: `device` ("cpu", "cuda", "mps"), `dtype`, `pretrained` (False builds the modules
+    only, instantly on `device="meta"`), `allow_zero_clip`.
+    """
+    from neurcodec.codec import load as _load
+
+    return _load(name, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # Heavy imports (torch) only when the codec is actually used.
+    if name == "Codec":
+        from neurcodec.codec import Codec
+
+        return Codec
+    raise AttributeError(f"module 'neurcodec' has no attribute {name!r}")
+
+
+__all__ = ["Codec", "load", "__version__"]

@@ -22,6 +22,25 @@ app = typer.Typer(
 )
 
 
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    """Neural image and video codec: a diffusion autoencoder that samples what it can't compress.
+
+    Use --debug (anywhere) to see a traceback instead of the one-line error.
+    """
+    if version:
+        from neurcodec import __version__
+
+        print(f"neurcodec {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
+        raise typer.Exit(0)
+
+
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
     import importlib
@@ -57,10 +76,22 @@ def main() -> None:
     except typer.Abort:
         print("neurcodec: aborted", file=sys.stderr)
         raise SystemExit(1) from None
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors come through here in non-standalone mode
+        if isinstance(exc, _click_exceptions()):
             exc.show()
             raise SystemExit(exc.exit_code) from None
         raise
+
+
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    # Typer may bundle its own copy of click; usage errors can come from either.
+    import click
+
+    types: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as BundledClickException
+
+        types.append(BundledClickException)
+    except ImportError:
+        pass
+    return tuple(types)

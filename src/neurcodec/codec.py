@@ -1,0 +1,371 @@
+"""The image codec: pixels → `.dae` bytes and back, through the rooms below it.
+
+encode: RGB → (pad) → EfficientNet latent → quantize → entropy code → container
+decode: container → entropy decode → dequantize → stage B sampling (CFG) → stage A decode → crop
+
+The decoder is stochastic: stage B *samples* the stage A latent that the tiny conditioning
+latent does not pin down. The seed used is stored in the file, so decoding one file twice on one
+platform gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from neurcodec import media
+from neurcodec.bitstream import (
+    CHUNK_ALPHA,
+    DecodeDefaults,
+    ImageHeader,
+    decode_latent,
+    dequantize,
+    encode_latent,
+    quality_to_step_index,
+    quantize,
+    read_image,
+    search_step,
+    step_from_index,
+    write_image,
+)
+from neurcodec.bitstream.container import SAMPLERS as FILE_SAMPLERS
+from neurcodec.diffusion import build_gdf, sample
+from neurcodec.errors import CorruptFileError, InputError, UsageError
+from neurcodec.models.effnet import effnet_input_size, effnet_preprocess
+
+ProgressFn = Callable[[int, int], None]
+
+PAD_MULTIPLE = 32  # the EfficientNet's output stride; also keeps stage B's patch grid even
+MIN_SIDE = 64  # stage B halves its grid 1 (patch) + 3 (levels) times from the H/4 latent
+DEFAULT_QUALITY = 50
+DEFAULT_SEED = 0  # a fixed default keeps encodes byte-identical run to run (pipes vs paths)
+_SAMPLER_NAMES = {"ddpm": "ddpm", "ddim": "ddim", "dpmpp-2m": "dpmpp_2m", "dpmpp_2m": "dpmpp_2m"}
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """The settings one decode runs with (file defaults overridden by the caller)."""
+
+    steps: int
+    guidance: float
+    sampler: str
+    cfg_rescale: float
+    seed: int
+
+
+def _pick_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise UsageError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
+    return names[dtype]
+
+
+def sampler_name(name: str) -> str:
+    """Normalise a user's sampler name to the spelling stored in files (ddpm, ddim, dpmpp-2m)."""
+    key = name.lower().replace("_", "-")
+    if key not in FILE_SAMPLERS:
+        raise UsageError(f"unknown sampler {name!r}; choose one of {', '.join(FILE_SAMPLERS)}")
+    return key
+
+
+class Codec:
+    """A loaded model family that turns images into `.dae` bytes and back.
+
+    Exposes the three modules as `.stage_a`, `.encoder`, `.stage_b` (see `neurcodec.load`).
+    """
+
+    def __init__(self, models: Any, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> None:
+        self.models = models
+        self.family = models.family
+        self.device = torch.device(device)
+        self.dtype = dtype or torch.float32
+        self.stage_a = models.stage_a
+        self.encoder = models.encoder
+        self.stage_b = models.stage_b
+        self.clip_uncond = models.clip_uncond
+        self.digest: bytes = models.digest
+        self.gdf = build_gdf(self.family.diffusion)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+        pretrained: bool = True,
+        allow_zero_clip: bool = False,
+    ) -> Codec:
+        from neurcodec.weights import load_models
+
+        dt = _pick_dtype(dtype)
+        models = load_models(name, device=device, dtype=dt, pretrained=pretrained, allow_zero_clip=allow_zero_clip)
+        return cls(models, device=device, dtype=dt)
+
+    @property
+    def name(self) -> str:
+        return self.family.name
+
+    @property
+    def effnet_factor(self) -> float:
+        return float(self.family.decode.effnet_input_factor)
+
+    def default_decode(self) -> DecodeDefaults:
+        d = self.family.decode
+        return DecodeDefaults(sampler=sampler_name(d.sampler), steps=d.steps, guidance=d.guidance, cfg_rescale=d.cfg_rescale)
+
+    # ------------------------------------------------------------------ latents level
+    def _to_tensor(self, rgb: Image.Image) -> torch.Tensor:
+        import numpy as np
+
+        array = np.asarray(rgb.convert("RGB"), dtype=np.float32) / 255.0
+        return torch.from_numpy(array).permute(2, 0, 1)[None].to(self.device)
+
+    @staticmethod
+    def padded_size(width: int, height: int) -> tuple[int, int]:
+        """The size the models see: each side rounded up to a multiple of 32, at least 64."""
+        return tuple(max(MIN_SIDE, math.ceil(side / PAD_MULTIPLE) * PAD_MULTIPLE) for side in (width, height))
+
+    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        pw, ph = self.padded_size(width, height)
+        eh, ew = effnet_input_size(ph, pw, self.effnet_factor)
+        return (self.encoder.c_latent, eh // 32, ew // 32)
+
+    @torch.inference_mode()
+    def encode_latent(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[0,1] image batch (1,3,H,W) → the EfficientNet latent (1,16,h,w), float32 on CPU."""
+        _, _, height, width = pixels.shape
+        pw, ph = self.padded_size(width, height)
+        # Edge replication, not zeros: a hard border would spend bits on an edge that isn't there.
+        padded = F.pad(pixels, (0, pw - width, 0, ph - height), mode="replicate")
+        size = effnet_input_size(ph, pw, self.effnet_factor)
+        if size != (ph, pw):
+            padded = F.interpolate(padded, size=size, mode="nearest")
+        latent = self.encoder(effnet_preprocess(padded).to(self.dtype))
+        return latent.float().cpu()
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        latent: torch.Tensor,
+        size: tuple[int, int],
+        settings: DecodeSettings,
+        progress: ProgressFn | None = None,
+    ) -> torch.Tensor:
+        """Conditioning latent (1,16,h,w) → [0,1] image (1,3,H,W) of `size` = (width, height)."""
+        width, height = size
+        pw, ph = self.padded_size(width, height)
+        latent_hw = (ph // 4, pw // 4)
+        cond = latent.to(self.device, self.dtype)
+        clip = self.clip_uncond.to(self.device, self.dtype).reshape(1, 1, -1)
+        guided = settings.guidance > 1.0
+        if guided:  # [cond; uncond] in one batch: zero latent = the unconditional branch
+            cond = torch.cat([cond, torch.zeros_like(cond)])
+            clip = clip.expand(2, -1, -1)
+        conditions = self.stage_b.encode_conditions(cond, clip, latent_hw=latent_hw)
+
+        def model(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            return self.stage_b(x.to(self.dtype), r.to(self.dtype), cond=conditions).float()
+
+        generator = torch.Generator().manual_seed(settings.seed)
+        shape = (1, self.stage_a.c_latent, *latent_hw)
+        x_init = torch.randn(shape, generator=generator).to(self.device)
+        callback = None
+        if progress is not None:
+            progress(0, settings.steps)
+
+            def callback(i: int, *_: Any) -> None:
+                progress(i + 1, settings.steps)
+
+        z = sample(
+            model,
+            x_init,
+            self.gdf,
+            steps=settings.steps,
+            sampler=_SAMPLER_NAMES[settings.sampler],
+            cfg=settings.guidance if guided else None,
+            cfg_rho=settings.cfg_rescale,
+            generator=generator,
+            callback=callback,
+        )
+        pixels = self.stage_a.decode(z.to(self.dtype)).float().clamp(0, 1)
+        return pixels[:, :, :height, :width].cpu()
+
+    # ------------------------------------------------------------------ bytes level
+    def encode(
+        self,
+        image: Image.Image,
+        *,
+        quality: int | None = None,
+        bpp: float | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        sampler: str | None = None,
+    ) -> bytes:
+        """Compress a PIL image (any mode `media.prepare` accepts) into `.dae` bytes.
+
+        `quality` 0..100 (higher = more bits) or `bpp` (highest quality whose whole file fits);
+        `seed`/`steps`/`guidance`/`sampler` are stored as the file's decode defaults.
+        """
+        if quality is not None and bpp is not None:
+            raise UsageError("give either quality or bpp, not both")
+        if quality is not None and not 0 <= quality <= 100:
+            raise UsageError(f"quality must be in 0..100, got {quality}")
+        if bpp is not None and not bpp > 0:
+            raise UsageError(f"bpp must be > 0, got {bpp}")
+        rgb, meta = media.prepare(image)
+        width, height = meta.size
+        if width > 65536 or height > 65536:
+            raise InputError(f"image is {width}×{height}; the largest side this format holds is 65536")
+        latent = self.encode_latent(self._to_tensor(rgb))[0]
+        defaults = self.default_decode()
+        decode = DecodeDefaults(
+            sampler=sampler_name(sampler) if sampler else defaults.sampler,
+            steps=steps if steps is not None else defaults.steps,
+            guidance=guidance if guidance is not None else defaults.guidance,
+            cfg_rescale=defaults.cfg_rescale,
+        )
+        extra = [(CHUNK_ALPHA, meta.alpha_png)] if meta.alpha_png else []
+
+        def build(q: int) -> bytes:
+            index = quality_to_step_index(q)
+            symbols = quantize(latent, step_from_index(index))
+            header = ImageHeader(
+                model=self.name,
+                weights_digest=self.digest,
+                width=width,
+                height=height,
+                latent_shape=tuple(symbols.shape),
+                step_index=index,
+                mode=meta.mode,
+                effnet_scale=self.effnet_factor,
+                seed=DEFAULT_SEED if seed is None else seed,
+                decode=decode,
+            )
+            return write_image(header, encode_latent(symbols), extra)
+
+        if bpp is None:
+            return build(DEFAULT_QUALITY if quality is None else quality)
+        target = math.floor(bpp * width * height / 8)
+        cache: dict[int, bytes] = {}
+
+        def size_at(q: int) -> int:
+            cache[q] = build(q)
+            return len(cache[q])
+
+        found = search_step(size_at, target)
+        return cache.get(found.q) or build(found.q)
+
+    def read(self, data: bytes):
+        """Parse a `.dae` image made by this model (refusing other models with their name)."""
+        return read_image(data, model=self.name, weights_digest=self.digest)
+
+    def settings_for(
+        self, header: ImageHeader, *, steps: int | None = None, guidance: float | None = None, sampler: str | None = None, seed: int | None = None
+    ) -> DecodeSettings:
+        stored = header.decode or self.default_decode()
+        settings = DecodeSettings(
+            steps=steps if steps is not None else stored.steps,
+            guidance=guidance if guidance is not None else stored.guidance,
+            sampler=sampler_name(sampler) if sampler else stored.sampler,
+            cfg_rescale=stored.cfg_rescale,
+            seed=seed if seed is not None else header.seed,
+        )
+        if settings.steps < 1:
+            raise UsageError(f"steps must be >= 1, got {settings.steps}")
+        if settings.guidance < 0:
+            raise UsageError(f"guidance must be >= 0, got {settings.guidance}")
+        return settings
+
+    def decode(
+        self,
+        data: bytes,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        sampler: str | None = None,
+        seed: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Image.Image:
+        """`.dae` bytes → PIL image in the original size and mode."""
+        dae = self.read(data)
+        header = dae.header
+        expected = self.latent_shape(header.width, header.height)
+        if tuple(header.latent_shape) != expected:
+            raise CorruptFileError(f"latent shape {header.latent_shape} does not fit a {header.width}×{header.height} image (expected {expected})")
+        symbols = decode_latent(dae.latent, header.latent_shape)
+        latent = torch.from_numpy(dequantize(symbols, step_from_index(header.step_index)))[None]
+        settings = self.settings_for(header, steps=steps, guidance=guidance, sampler=sampler, seed=seed)
+        pixels = self.generate(latent, (header.width, header.height), settings, progress)
+        rgb = Image.fromarray((pixels[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"), "RGB")
+        alpha = next((body for kind, body in dae.chunks if kind == CHUNK_ALPHA), None)
+        meta = media.ImageMeta(size=(header.width, header.height), mode=header.mode, source_mode=header.mode)
+        return media.restore(rgb, meta, alpha)
+
+    def describe(self, data: bytes) -> dict[str, Any]:
+        """What `neurcodec info` shows: model, sizes, settings and where the bytes go."""
+        return describe(data)
+
+
+def describe(data: bytes) -> dict[str, Any]:
+    """Header facts and size breakdown of a `.dae` image, without loading any model."""
+    from neurcodec.bitstream import blob_sizes
+
+    dae = read_image(data)
+    h = dae.header
+    pixels = h.width * h.height
+    params_bytes, payload_bytes = blob_sizes(dae.latent, h.latent_shape[0])
+    decode = h.decode
+    return {
+        "kind": "image",
+        "model": h.model,
+        "weights_digest": h.weights_digest.hex(),
+        "width": h.width,
+        "height": h.height,
+        "mode": h.mode,
+        "latent_shape": list(h.latent_shape),
+        "step": step_from_index(h.step_index),
+        "step_index": h.step_index,
+        "effnet_scale": h.effnet_scale,
+        "seed": h.seed,
+        "decode_defaults": None if decode is None else {"sampler": decode.sampler, "steps": decode.steps, "guidance": decode.guidance, "cfg_rescale": decode.cfg_rescale},
+        "bytes": len(data),
+        "bpp": 8 * len(data) / pixels,
+        "breakdown": {
+            "header": dae.header_bytes,
+            "chunk_framing": dae.framing_bytes,
+            "entropy_params": params_bytes,
+            "latent_payload": payload_bytes,
+            "extra_chunks": sum(len(body) for _, body in dae.chunks),
+        },
+    }
+
+
+def load(
+    name: str | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    pretrained: bool = True,
+    allow_zero_clip: bool = False,
+) -> Codec:
+    """Load a model family (default: the bundled `tiny`) as a ready `Codec`."""
+    return Codec.from_pretrained(name, device=device, dtype=dtype, pretrained=pretrained, allow_zero_clip=allow_zero_clip)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
