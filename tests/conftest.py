@@ -39,3 +39,34 @@ def kodak_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"needs the Kodak images at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def random_codec():
+    """A `Codec` of the micro training config with recipe-random weights (no file needed).
+
+    Its pictures are noise, but every code path of the real codec runs: padding, quantization,
+    entropy coding, the container, CFG sampling and stage A decoding. Registered as model
+    "tiny" with its own weights digest, like any other build of the family.
+    """
+    import dataclasses
+
+    import torch
+
+    from _recipe import recipe_state_dict
+    from neurcodec.codec import Codec
+    from neurcodec.train import TrainConfig
+    from neurcodec.weights import get_family, load_models
+
+    config = TrainConfig.load("micro")
+    spec = get_family("tiny")
+    components = {
+        name: dataclasses.replace(comp, config=getattr(config, name).to_dict())
+        for name, comp in spec.components.items()
+    }
+    spec = dataclasses.replace(spec, components=components, clip=dataclasses.replace(spec.clip, dim=config.stage_b.c_clip))
+    models = load_models(spec, pretrained=False)
+    for module in (models.stage_a, models.encoder, models.stage_b):
+        module.load_state_dict(recipe_state_dict(module.state_dict()))
+    models.clip_uncond = torch.randn(1, 1, config.stage_b.c_clip, generator=torch.Generator().manual_seed(5))
+    return Codec(models)
