@@ -369,6 +369,9 @@ class Trainer:
                 if time.monotonic() - last_ckpt >= 60 * cfg.checkpoint_minutes:
                     self.save_checkpoint()
                     last_ckpt = time.monotonic()
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM (see fileio.sigterm_raises)
+            self.save_checkpoint()  # an interrupted run resumes from where it stopped
+            raise
         finally:
             log_file.close()
 

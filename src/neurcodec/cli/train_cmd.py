@@ -61,7 +61,10 @@ def train(
             shown = " ".join(f"{k} {v:.4f}" for k, v in stats.items())
             console.print(f"{phase}: step {step}/{total} {shown}", markup=False)
 
-    finished = trainer.run(max_minutes=max_minutes, progress=progress)
+    from neurcodec.fileio import sigterm_raises
+
+    with sigterm_raises():  # SIGTERM also checkpoints before exiting
+        finished = trainer.run(max_minutes=max_minutes, progress=progress)
     console.print("training finished" if finished else f"stopped at phase {trainer.phase}, step {trainer.step}; resume with --resume")
     if export is not None:
         command = "neurcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
