@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 import neurcodec
 from neurcodec import media
-from neurcodec.cli import app
+from neurcodec.cli import app, codec_cmd
 from neurcodec.errors import (
     CorruptFileError,
     InputError,
@@ -97,7 +97,7 @@ class FakeCodec:
 
 
 def install_fake(monkeypatch=None, delay: float = 0.0) -> list[tuple]:
-    """Route `neurcodec.load/describe` to the stand-in; returns the list of load calls."""
+    """Route `neurcodec.load` and the CLI's describe to the stand-in; returns the list of load calls."""
     calls: list[tuple] = []
 
     def load(name="tiny", *, device="cpu", dtype=None, pretrained=True):
@@ -105,10 +105,10 @@ def install_fake(monkeypatch=None, delay: float = 0.0) -> list[tuple]:
         return FakeCodec(name, delay)
 
     if monkeypatch is None:  # in a subprocess
-        neurcodec.load, neurcodec.describe = load, fake_describe
+        neurcodec.load, codec_cmd._describe = load, fake_describe
     else:
-        monkeypatch.setattr(neurcodec, "load", load, raising=False)
-        monkeypatch.setattr(neurcodec, "describe", fake_describe, raising=False)
+        monkeypatch.setattr(neurcodec, "load", load)
+        monkeypatch.setattr(codec_cmd, "_describe", fake_describe)
     return calls
 
 
@@ -284,22 +284,20 @@ class _Stdio:
         pass
 
 
-def entry(monkeypatch, capsys, *args: str, stdin: bytes = b"", tty_stdout: bool = False):
+def entry(capsys, *args: str, stdin: bytes = b"", tty_stdout: bool = False):
     """`neurcodec.cli.main` in-process: (exit code, stdout bytes, stderr text)."""
     from neurcodec.cli import main
 
     out = _Stdio(tty=tty_stdout)
-    monkeypatch.setattr(sys, "argv", ["neurcodec", *args])
-    monkeypatch.setattr(sys, "stdin", _Stdio(stdin))
-    monkeypatch.setattr(sys, "stdout", out)
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    finally:
-        monkeypatch.undo()
-        install_fake(monkeypatch)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["neurcodec", *args])
+        patch.setattr(sys, "stdin", _Stdio(stdin))
+        patch.setattr(sys, "stdout", out)
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
     return code, out.buffer.getvalue(), capsys.readouterr().err
 
 
@@ -320,12 +318,12 @@ def test_help_teaches_with_examples():
 
 def test_stdin_stdout_pipeline_gives_the_same_bytes_as_paths(tmp_path, fake, monkeypatch, capsys):
     src = _image(tmp_path, size=(9, 5))
-    assert entry(monkeypatch, capsys, "encode", str(src), "-o", str(tmp_path / "x.dae"))[0] == 0
-    assert entry(monkeypatch, capsys, "decode", str(tmp_path / "x.dae"),
+    assert entry(capsys, "encode", str(src), "-o", str(tmp_path / "x.dae"))[0] == 0
+    assert entry(capsys, "decode", str(tmp_path / "x.dae"),
                  "-o", str(tmp_path / "by_path.png"))[0] == 0
-    code, encoded, _ = entry(monkeypatch, capsys, "encode", "-", "-o", "-", stdin=src.read_bytes())
+    code, encoded, _ = entry(capsys, "encode", "-", "-o", "-", stdin=src.read_bytes())
     assert code == 0 and encoded == (tmp_path / "x.dae").read_bytes()
-    code, decoded, _ = entry(monkeypatch, capsys, "decode", "-", stdin=encoded)  # -> stdout
+    code, decoded, _ = entry(capsys, "decode", "-", stdin=encoded)  # -> stdout
     assert code == 0 and decoded == (tmp_path / "by_path.png").read_bytes()
     assert decoded.startswith(b"\x89PNG")
 
@@ -346,7 +344,7 @@ def test_stdin_stdout_pipeline_gives_the_same_bytes_as_paths(tmp_path, fake, mon
 def test_exit_codes_and_one_line_errors(tmp_path, fake, monkeypatch, capsys, args, code):
     (tmp_path / "notes.txt").write_text("hello")
     _image(tmp_path)
-    got, _, err = entry(monkeypatch, capsys, *[a.format(d=tmp_path) for a in args],
+    got, _, err = entry(capsys, *[a.format(d=tmp_path) for a in args],
                         tty_stdout=True)
     assert got == code, err
     assert "Traceback" not in err

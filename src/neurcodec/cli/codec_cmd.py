@@ -142,9 +142,9 @@ class _Runtime:
 
 def _describe(data: bytes) -> dict[str, Any]:
     """The file's header as a dict (model, size, mode, settings ...); needs no weights."""
-    import neurcodec
+    from neurcodec.codec import describe
 
-    return neurcodec.describe(data)
+    return describe(data)
 
 
 @dataclass
