@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from neurcodec import fileio, media
-from neurcodec.cli import app
+from neurcodec.cli import app, video_cmd
 from neurcodec.errors import NeurcodecError, UsageError
 
 DAE_SUFFIX = ".dae"
@@ -142,6 +142,8 @@ class _Runtime:
 
 def _describe(data: bytes) -> dict[str, Any]:
     """The file's header as a dict (model, size, mode, settings ...); needs no weights."""
+    if data[:3] == b"DAE" and len(data) > 4 and data[4] & 0x01:  # a video stream
+        return video_cmd.describe(data)
     from neurcodec.codec import describe
 
     return describe(data)
@@ -290,6 +292,8 @@ def encode(
         float | None, typer.Option("--bpp", help="Target bits per pixel instead of -q.")
     ] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model family (see `neurcodec models`).")] = "tiny",
+    gop: Annotated[int | None, typer.Option("--gop", min=1, max=1024, help="Video: intra refresh every N frames (default 32).")] = None,
+    fps: Annotated[float | None, typer.Option("--fps", min=0.001, help="Video: frame rate for inputs without timing (raw .h264).")] = None,
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
     sampler: SamplerOpt = None,
@@ -317,6 +321,10 @@ def encode(
     )
 
     def one(source: str, target: str) -> tuple[dict[str, Any], str]:
+        if video_cmd.is_video_input(source):
+            return video_cmd.encode_one(
+                runtime.codec(model), source, target, overwrite=overwrite, gop=gop, fps=fps, quiet=quiet, **settings
+            )
         image = media.open_image(fileio.read_input(source), name=_label(source))
         codec = runtime.codec(model)
         start = time.perf_counter()
@@ -357,6 +365,9 @@ def decode(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Decode with this model (default: the one named in the file).")
     ] = None,
+    crf: Annotated[int | None, typer.Option("--crf", min=0, max=51, help="Video: H.264 CRF of mp4/mkv/mov output (default 12; 0 lossless).")] = None,
+    pix_fmt: Annotated[str | None, typer.Option("--pix-fmt", help="Video: yuv420p (default) or yuv444p.")] = None,
+    refine: Annotated[float | None, typer.Option("--refine", min=0.0, max=1.0, help="Video: start each batch from the previous frames noised to this t (partial diffusion).")] = None,
     device: DeviceOpt = Device.cpu,
     threads: ThreadsOpt = None,
     dtype: DTypeOpt = None,
@@ -365,19 +376,26 @@ def decode(
     quiet: QuietOpt = False,
 ) -> None:
     """Decode .dae files into images."""
-    default_spec = media.output_format(None, fmt)  # also validates --format early
+    default_spec = media.output_format(None, None if video_cmd.is_video_format(fmt) else fmt)  # also validates --format early
+    videos = {i for i in inputs if video_cmd.is_video_dae(i)}
+    video_names = videos | {Path(i).name for i in videos}
     outputs = _plan_outputs(
         inputs, output, outdir,
-        lambda name: str(Path(name).with_suffix(default_spec.extension)),
+        lambda name: video_cmd.output_name(name, fmt) if name in video_names else str(Path(name).with_suffix(default_spec.extension)),
         overwrite, json_lines,
     )
-    specs = [media.output_format(target, fmt) for target in outputs]
+    specs = [None if i in videos else media.output_format(target, fmt) for i, target in zip(inputs, outputs, strict=True)]
     runtime = _Runtime(device.value, dtype.value if dtype else None, threads)
     settings = dict(steps=steps, guidance=guidance, seed=seed, sampler=sampler.value if sampler else None)
     reporter = _Reporter(len(inputs), json_lines, quiet)
     spec_for = dict(zip(outputs, specs, strict=True))
 
     def one(source: str, target: str) -> tuple[dict[str, Any], str]:
+        if source in videos:
+            return video_cmd.decode_one(
+                runtime.codec, model, source, target, fmt=fmt, overwrite=overwrite, crf=crf, pix_fmt=pix_fmt,
+                refine=refine, progress=reporter.steps, quiet=quiet, **settings,
+            )
         data = fileio.read_input(source)
         header = _describe(data)
         spec = spec_for[target]
