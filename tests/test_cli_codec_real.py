@@ -32,8 +32,11 @@ def real(monkeypatch, random_codec):
 
 def _make(path, size, mode):
     rng = np.random.default_rng(3)
-    if mode == "I;16":
-        image = Image.fromarray(rng.integers(0, 65536, (size[1], size[0]), dtype=np.uint16))
+    if mode in ("I;16", "I;16B", "I"):
+        values = rng.integers(0, 65536, (size[1], size[0]))
+        dtype = {"I;16": "<u2", "I;16B": ">u2", "I": "<i4"}[mode]
+        raw = {"I;16": "I;16", "I;16B": "I;16B", "I": "I;32"}[mode]
+        image = Image.frombytes(mode, size, values.astype(dtype).tobytes(), "raw", raw)
     else:
         image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8))
         image = image.convert(mode)
@@ -43,17 +46,20 @@ def _make(path, size, mode):
 
 @pytest.mark.parametrize(
     ("size", "mode"),
-    [((1, 1), "RGB"), ((7, 3), "RGB"), ((7, 3), "I;16"), ((9, 5), "RGBA"), ((5, 9), "L")],
+    [((1, 1), "RGB"), ((7, 3), "RGB"), ((7, 3), "I;16"), ((9, 5), "RGBA"), ((5, 9), "L"),
+     ((3, 7), "LA"), ((7, 3), "1"), ((7, 3), "I;16B"), ((7, 3), "I")],
 )
 def test_round_trip_restores_exact_size_and_mode(tmp_path, real, size, mode):
-    original = _make(tmp_path / "in.png", size, mode)
-    result = run("encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "in.dae"), "--quiet")
+    ext = "tiff" if mode in ("I;16B", "I") else "png"  # PNG can't hold these two
+    original = _make(tmp_path / f"in.{ext}", size, mode)
+    result = run("encode", str(tmp_path / f"in.{ext}"), "-o", str(tmp_path / "in.dae"), "--quiet")
     assert result.exit_code == 0, result.output
-    result = run("decode", str(tmp_path / "in.dae"), "-o", str(tmp_path / "out.png"),
+    result = run("decode", str(tmp_path / "in.dae"), "-o", str(tmp_path / f"out.{ext}"),
                  "--steps", STEPS, "--quiet")
     assert result.exit_code == 0, result.output
-    out = Image.open(tmp_path / "out.png")
-    assert (out.size, out.mode) == (original.size, original.mode)
+    out = Image.open(tmp_path / f"out.{ext}")
+    expected = "I;16" if mode == "I;16B" else mode  # same values in native byte order
+    assert (out.size, out.mode) == (original.size, expected)
     if mode == "RGBA":  # alpha is carried losslessly
         assert out.getchannel("A").tobytes() == original.getchannel("A").tobytes()
 

@@ -9,7 +9,8 @@ original size and mode:
   alpha plane costs nothing and comes back as 255;
 - grayscale (`1`, `L`) is coded as RGB and restored to its mode (`1` by thresholding at 128);
 - 16-bit grayscale (`I;16`, `I;16B`, `I;16L`, `I`) is coded at 8-bit precision and restored
-  to its 16/32-bit mode with values `v8 * 257`: precision above 8 bits is NOT kept. Pillow
+  to its 16/32-bit mode with values `v8 * 257`: precision above 8 bits is NOT kept
+  (big-endian `I;16B` comes back as `I;16`, the same values in native order). Pillow
   itself reads 16-bit-per-channel RGB files as 8-bit `RGB`, so those come back as 8-bit RGB;
 - palette images come back as RGB (or RGBA when they had transparency), not re-quantized;
 - CMYK, YCbCr, LAB and HSV images are converted to RGB and come back as RGB;
@@ -58,7 +59,7 @@ _RESTORE_MODE = {
     "I;16": "I;16",
     "I;16L": "I;16",
     "I;16N": "I;16",
-    "I;16B": "I;16B",
+    "I;16B": "I;16",  # same values; the container records native 16-bit only
     "I": "I",
 }
 
