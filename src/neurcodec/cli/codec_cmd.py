@@ -190,12 +190,15 @@ class _Reporter:
             self.steps_task = self.progress.add_task("  steps", total=total)
         self.progress.update(self.steps_task, completed=done, total=total)
 
-    def done(self, result: dict[str, Any], summary: str) -> None:
+    def _next_file(self) -> None:
         if self.progress is not None:
             self.progress.advance(self.files_task)
             if self.steps_task is not None:
                 self.progress.remove_task(self.steps_task)
                 self.steps_task = None
+
+    def done(self, result: dict[str, Any], summary: str) -> None:
+        self._next_file()
         if not self.quiet:
             self.console.print(summary)
         if self.json_lines:
@@ -203,8 +206,7 @@ class _Reporter:
             sys.stdout.flush()
 
     def failed(self, exc: NeurcodecError) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.files_task)
+        self._next_file()
         self.console.print(f"neurcodec: {exc}", markup=False)
 
 
