@@ -62,7 +62,11 @@ def main() -> None:
     if debug:
         sys.argv.remove("--debug")
     try:
-        app(standalone_mode=False)
+        # In non-standalone mode Typer returns (not raises) 130 on Ctrl-C and typer.Exit codes.
+        rc = app(standalone_mode=False)
+        if rc == 130:
+            print("neurcodec: interrupted", file=sys.stderr)
+        raise SystemExit(rc if isinstance(rc, int) else 0)
     except NeurcodecError as exc:
         if debug or os.environ.get("NEURCODEC_DEBUG"):
             raise
