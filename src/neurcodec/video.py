@@ -52,7 +52,7 @@ from neurcodec.bitstream import (
 )
 from neurcodec.bitstream.container import MAX_GROUP_FRAMES
 from neurcodec.bitstream.quantize import MAX_SYMBOL
-from neurcodec.codec import DEFAULT_QUALITY, DEFAULT_SEED, Codec, DecodeSettings, sampler_name
+from neurcodec.codec import DEFAULT_SEED, Codec, DecodeSettings, sampler_name
 from neurcodec.codec import _SAMPLER_NAMES as SAMPLER_FUNCS
 from neurcodec.diffusion import sample
 from neurcodec.errors import CorruptFileError, InputError, UsageError
@@ -327,7 +327,7 @@ class VideoCodec:
         if bpp is not None:
             target = bpp * info.width * info.height * len(first_group) / 8
             quality = self._search_quality(first_group, target, gop, hysteresis, header_for)
-        quality = DEFAULT_QUALITY if quality is None else quality
+        quality = self.codec.family.default_quality if quality is None else quality
         index = quality_to_step_index(quality)
         header = header_for(quality)
         counter = _CountingWriter(out)

@@ -124,6 +124,7 @@ class FamilySpec:
     training: dict[str, Any] | None = field(default=None, hash=False)
     # The GDF recipe the stage B was trained with (its target decides how to read predictions).
     diffusion: str = "eps_p2"
+    default_quality: int = 50  # `-q` when neither -q nor --bpp is given (chosen by measurement)
 
     @property
     def bundled(self) -> bool:
@@ -155,6 +156,7 @@ class FamilySpec:
                 decode=DecodeDefaults(**data.get("decode", {})),
                 training=data.get("training"),
                 diffusion=data.get("diffusion", "eps_p2"),
+                default_quality=int(data.get("default_quality", 50)),
             )
         except (KeyError, TypeError) as exc:
             raise WeightsError(f"registry entry {name!r} is malformed: {exc}") from None

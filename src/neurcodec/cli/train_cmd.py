@@ -31,6 +31,7 @@ def train(
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for crops, noise and initialisation.")] = 0,
     export: Annotated[Optional[Path], typer.Option("--export", help="After training (or with --resume and no steps left), write the shippable model here (.safetensors).")] = None,
+    register: Annotated[bool, typer.Option("--register", help="With --export: record the exported file (configs, size, sha256, training record) in weights.json under the config's name.")] = False,
 ) -> None:
     """Train stage A, then the encoder and stage B jointly under the diffusion loss."""
     import torch
@@ -69,4 +70,11 @@ def train(
     if export is not None:
         command = "neurcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         spec = trainer.export(export, record={"command": command, "data": str(data)})
-        console.print(f"exported {export} ({export.stat().st_size / 1e6:.1f} MB): {spec['training']}")
+        console.print(f"exported {export} ({export.stat().st_size / 1e6:.1f} MB): {spec['training']}", markup=False)
+        if register:
+            from neurcodec.weights import record_bundle
+
+            record_bundle(export, family=cfg.name)
+            console.print(f"recorded {export.name} as family {cfg.name!r} in weights.json")
+    elif register:
+        raise UsageError("--register needs --export")
