@@ -15,6 +15,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("NEURCODEC_SHARED", REPO_ROOT.parent / "shared"))
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests run small models, which are fastest (and most repeatable) on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The project's shared folder (reference fixtures, data); skip when this machine lacks it."""

@@ -15,14 +15,6 @@ from neurcodec.models import configs as C
 ATOL = RTOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run far faster on one thread when the 2 shared cores are busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _check_against_io(model: StageA, io: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
