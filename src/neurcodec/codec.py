@@ -10,6 +10,7 @@ platform gives the same pixels.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -39,12 +40,12 @@ from neurcodec.bitstream.container import SAMPLERS as FILE_SAMPLERS
 from neurcodec.diffusion import build_gdf, sample
 from neurcodec.errors import CorruptFileError, InputError, UsageError
 from neurcodec.models.effnet import effnet_input_size, effnet_preprocess
+from neurcodec.tiling import TileConfig, tiled_stage_a_decode, tiled_stage_b
 
 ProgressFn = Callable[[int, int], None]
 
 PAD_MULTIPLE = 32  # the EfficientNet's output stride; also keeps stage B's patch grid even
 MIN_SIDE = 64  # stage B halves its grid 1 (patch) + 3 (levels) times from the H/4 latent
-DEFAULT_QUALITY = 50
 DEFAULT_SEED = 0  # a fixed default keeps encodes byte-identical run to run (pipes vs paths)
 _SAMPLER_NAMES = {"ddpm": "ddpm", "ddim": "ddim", "dpmpp-2m": "dpmpp_2m", "dpmpp_2m": "dpmpp_2m"}
 
@@ -71,6 +72,38 @@ def _pick_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     return names[dtype]
 
 
+# Families whose stage B runs under bf16 autocast by default on CPUs with native bf16
+# (avx512_bf16 / AMX), measured faster and accurate enough: benchmarks/speed.py.
+CPU_BF16_FAMILIES: frozenset[str] = frozenset({"stable-cascade-lite", "stable-cascade"})
+
+
+def _cpu_has_bf16() -> bool:
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_autocast(value: bool | str | torch.dtype | None, family: str, device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
+    """The autocast dtype stage B runs under, or None for plain `dtype` arithmetic.
+
+    None/"auto": bf16 for the families in CPU_BF16_FAMILIES on a CPU with native bf16 and on
+    CUDA; otherwise off. fp16 on CPU is refused (slow and inaccurate there).
+    """
+    if value is False or value in ("off", "none", "float32", "fp32") or dtype != torch.float32:
+        return None
+    if value is None or value == "auto":
+        if device.type == "cpu":
+            return torch.bfloat16 if family in CPU_BF16_FAMILIES and _cpu_has_bf16() else None
+        if device.type == "cuda" and family in CPU_BF16_FAMILIES:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    chosen = torch.bfloat16 if value is True else _pick_dtype(value)
+    if chosen == torch.float32:
+        return None
+    if chosen == torch.float16 and device.type == "cpu":
+        raise UsageError("float16 autocast is not supported on CPU; use bfloat16")
+    return chosen
+
+
 def sampler_name(name: str) -> str:
     """Normalise a user's sampler name to the spelling stored in files (ddpm, ddim, dpmpp-2m)."""
     key = name.lower().replace("_", "-")
@@ -83,9 +116,27 @@ class Codec:
     """A loaded model family that turns images into `.dae` bytes and back.
 
     Exposes the three modules as `.stage_a`, `.encoder`, `.stage_b` (see `neurcodec.load`).
+
+    Speed options (all keyword-only): `autocast` — None/"auto" (per-family measured default,
+    see `resolve_autocast`), False, True/"bfloat16" or "float16" (CUDA only) for stage B
+    sampling; `channels_last` — NHWC layout for the conv models (default on: measured faster);
+    `compile` — `torch.compile` stage B (off: compile time outweighs the gain on short CPU
+    decodes); `threads` — `torch.set_num_threads` (process-wide); `tiling` — tile layout for
+    large images (None disables tiling).
     """
 
-    def __init__(self, models: Any, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        models: Any,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        autocast: bool | str | torch.dtype | None = None,
+        channels_last: bool = True,
+        compile: bool = False,
+        threads: int | None = None,
+        tiling: TileConfig | None = TileConfig(),
+    ) -> None:
         self.models = models
         self.family = models.family
         self.device = torch.device(device)
@@ -96,6 +147,26 @@ class Codec:
         self.clip_uncond = models.clip_uncond
         self.digest: bytes = models.digest
         self.gdf = build_gdf(self.family.diffusion)
+        if threads is not None:
+            if threads < 1:
+                raise UsageError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
+        self.autocast = resolve_autocast(autocast, self.family.name, self.device, self.dtype)
+        self.channels_last = channels_last
+        self.tiling = tiling
+        if channels_last:
+            # In place: the modules belong to this codec; values are unchanged, only strides.
+            for module in (self.stage_a, self.encoder, self.stage_b):
+                module.to(memory_format=torch.channels_last)
+        self._stage_b_forward = torch.compile(self.stage_b, dynamic=True) if compile else self.stage_b
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     @classmethod
     def from_pretrained(
@@ -106,12 +177,14 @@ class Codec:
         dtype: torch.dtype | str | None = None,
         pretrained: bool = True,
         allow_zero_clip: bool = False,
+        **options: Any,
     ) -> Codec:
+        """`options` are the speed options of `Codec` (autocast, channels_last, compile, threads, tiling)."""
         from neurcodec.weights import load_models
 
         dt = _pick_dtype(dtype)
         models = load_models(name, device=device, dtype=dt, pretrained=pretrained, allow_zero_clip=allow_zero_clip)
-        return cls(models, device=device, dtype=dt)
+        return cls(models, device=device, dtype=dt, **options)
 
     @property
     def name(self) -> str:
@@ -152,7 +225,7 @@ class Codec:
         size = effnet_input_size(ph, pw, self.effnet_factor)
         if size != (ph, pw):
             padded = F.interpolate(padded, size=size, mode="nearest")
-        latent = self.encoder(effnet_preprocess(padded).to(self.dtype))
+        latent = self.encoder(self._layout(effnet_preprocess(padded).to(self.dtype)))
         return latent.float().cpu()
 
     @torch.inference_mode()
@@ -163,10 +236,15 @@ class Codec:
         settings: DecodeSettings,
         progress: ProgressFn | None = None,
     ) -> torch.Tensor:
-        """Conditioning latent (1,16,h,w) → [0,1] image (1,3,H,W) of `size` = (width, height)."""
+        """Conditioning latent (1,16,h,w) → [0,1] image (1,3,H,W) of `size` = (width, height).
+
+        Above `self.tiling`'s threshold stage B and stage A run in blended tiles (`tiling.py`);
+        the sampler, its noise and CFG still run on the full-size latent.
+        """
         width, height = size
         pw, ph = self.padded_size(width, height)
         latent_hw = (ph // 4, pw // 4)
+        tiled = self.tiling is not None and self.tiling.wants_tiles(latent_hw)
         cond = latent.to(self.device, self.dtype)
         clip = self.clip_uncond.to(self.device, self.dtype).reshape(1, 1, -1)
         guided = settings.guidance > 1.0
@@ -175,8 +253,17 @@ class Codec:
             clip = clip.expand(2, -1, -1)
         conditions = self.stage_b.encode_conditions(cond, clip, latent_hw=latent_hw)
 
+        def forward(x: torch.Tensor, r: torch.Tensor, cond: Any) -> torch.Tensor:
+            return self._stage_b_forward(self._layout(x.to(self.dtype)), r.to(self.dtype), cond=cond)
+
+        if tiled:
+            predict = tiled_stage_b(self.stage_b, conditions, self.tiling, forward=forward)
+        else:
+            def predict(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+                return forward(x, r, conditions)
+
         def model(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-            return self.stage_b(x.to(self.dtype), r.to(self.dtype), cond=conditions).float()
+            return predict(x, r).float()
 
         generator = torch.Generator().manual_seed(settings.seed)
         shape = (1, self.stage_a.c_latent, *latent_hw)
@@ -188,18 +275,22 @@ class Codec:
             def callback(i: int, *_: Any) -> None:
                 progress(i + 1, settings.steps)
 
-        z = sample(
-            model,
-            x_init,
-            self.gdf,
-            steps=settings.steps,
-            sampler=_SAMPLER_NAMES[settings.sampler],
-            cfg=settings.guidance if guided else None,
-            cfg_rho=settings.cfg_rescale,
-            generator=generator,
-            callback=callback,
-        )
-        pixels = self.stage_a.decode(z.to(self.dtype)).float().clamp(0, 1)
+        # One autocast context around all steps, so bf16 weight casts are made once per decode.
+        with self._autocast():
+            z = sample(
+                model,
+                x_init,
+                self.gdf,
+                steps=settings.steps,
+                sampler=_SAMPLER_NAMES[settings.sampler],
+                cfg=settings.guidance if guided else None,
+                cfg_rho=settings.cfg_rescale,
+                generator=generator,
+                callback=callback,
+            )
+        z = self._layout(z.to(self.dtype))
+        pixels = tiled_stage_a_decode(self.stage_a, z, self.tiling) if tiled else self.stage_a.decode(z)
+        pixels = pixels.float().clamp(0, 1)
         return pixels[:, :, :height, :width].cpu()
 
     # ------------------------------------------------------------------ bytes level
@@ -257,7 +348,7 @@ class Codec:
             return write_image(header, encode_latent(symbols), extra)
 
         if bpp is None:
-            return build(DEFAULT_QUALITY if quality is None else quality)
+            return build(self.family.default_quality if quality is None else quality)
         target = math.floor(bpp * width * height / 8)
         cache: dict[int, bytes] = {}
 
@@ -341,6 +432,7 @@ def describe(data: bytes) -> dict[str, Any]:
         "effnet_scale": h.effnet_scale,
         "seed": h.seed,
         "decode_defaults": None if decode is None else {"sampler": decode.sampler, "steps": decode.steps, "guidance": decode.guidance, "cfg_rescale": decode.cfg_rescale},
+        "alpha": any(kind == CHUNK_ALPHA for kind, _ in dae.chunks),
         "bytes": len(data),
         "bpp": 8 * len(data) / pixels,
         "breakdown": {
@@ -360,9 +452,13 @@ def load(
     dtype: torch.dtype | str | None = None,
     pretrained: bool = True,
     allow_zero_clip: bool = False,
+    **options: Any,
 ) -> Codec:
-    """Load a model family (default: the bundled `tiny`) as a ready `Codec`."""
-    return Codec.from_pretrained(name, device=device, dtype=dtype, pretrained=pretrained, allow_zero_clip=allow_zero_clip)
+    """Load a model family (default: the bundled `tiny`) as a ready `Codec`.
+
+    `options`: the speed options of `Codec` (autocast, channels_last, compile, threads, tiling).
+    """
+    return Codec.from_pretrained(name, device=device, dtype=dtype, pretrained=pretrained, allow_zero_clip=allow_zero_clip, **options)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
