@@ -15,14 +15,15 @@ from neurcodec.errors import OutputExistsError, UsageError
 
 @app.command()
 def bench(
-    directory: Annotated[Path, typer.Argument(help="Folder of images (png, jpg, ppm, ...).")],
+    directory: Annotated[Path, typer.Argument(help="Folder of images (png, jpg, ppm, ...) or of video clips (y4m, mp4, ...).")],
     vs: Annotated[
         str,
         typer.Option(
             "--vs",
-            help="Anchors: jpeg, webp, avif, jxl, jpeg2000; add -x2/-x4 to downscale first (e.g. jpeg-x4).",
+            help="Anchors: jpeg, webp, avif, jxl, jpeg2000; add -x2/-x4 to downscale first (e.g. jpeg-x4). Videos: h264, h265 (default).",
         ),
     ] = "jpeg,webp,avif",
+    frames: Annotated[int | None, typer.Option("--frames", min=1, help="Videos: use only the first N frames of each clip.")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="neurcodec model to benchmark.")] = "tiny",
     quality: Annotated[
         str | None, typer.Option("--quality", "-q", help="neurcodec -q sweep, e.g. 5,20,40,60.")
@@ -72,7 +73,12 @@ def bench(
         if missing:
             raise UsageError("; ".join(f"{m}: {why}" for m, why in missing.items()))
 
-    images = find_images(directory, limit)
+    from neurcodec.bench.codecs.video import find_clips, is_video_dir, make_video_plan, run_video_bench
+
+    video = is_video_dir(directory)
+    if video and vs == "jpeg,webp,avif":  # the image default: videos compare with video codecs
+        vs = "h264,h265"
+    images = find_clips(directory, limit) if video else find_images(directory, limit)
     config = BenchConfig(
         anchors=parse_list(vs, str) or [],
         model=None if no_neural else model,
@@ -80,7 +86,7 @@ def bench(
         steps=parse_list(steps) or [None],
         device=device,
     )
-    plan = make_plan(config)
+    plan = make_video_plan(config) if video else make_plan(config)
     for note in plan.notes:
         err.print(f"[yellow]note:[/] {note}")
     for m, why in M.optional_metrics().items():
@@ -102,7 +108,10 @@ def bench(
         def on_row(row) -> None:  # type: ignore[no-untyped-def]
             progress.update(task, advance=1, description=f"{row.codec} q{row.quality}")
 
-        results = run_bench(images, plan.sweeps, metric_names, jobs=jobs, on_row=on_row)
+        if video:
+            results = run_video_bench(images, plan.sweeps, frames, on_row=on_row)
+        else:
+            results = run_bench(images, plan.sweeps, metric_names, jobs=jobs, on_row=on_row)
     results.notes.extend(plan.notes)
     doc, written = write_reports(results, out, plan.tests, plan.anchors)
 
