@@ -64,7 +64,8 @@ class GlobalResponseNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         g = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
         n = g / (g.mean(dim=-1, keepdim=True) + 1e-6)
-        return self.gamma * (x * n) + self.beta + x
+        # γ·(x·n) + β + x as one pass over the (wide) activation: x·(1 + γ·n) + β.
+        return torch.addcmul(self.beta, x, torch.addcmul(torch.ones_like(n), self.gamma, n))
 
 
 class ResBlock(nn.Module):
@@ -111,7 +112,7 @@ class TimestepBlock(nn.Module):
             chunk = t[:, (i + 1) * self.c_r : (i + 2) * self.c_r]
             ap, bp = getattr(self, f"mapper_{name}")(chunk)[:, :, None, None].chunk(2, dim=1)
             a, b = a + ap, b + bp
-        return x * (1 + a) + b
+        return torch.addcmul(b, x, 1 + a)  # x·(1 + a) + b in one pass
 
 
 class MultiheadAttentionParams(nn.Module):
