@@ -133,6 +133,7 @@ class GDFConfig:
     target: Literal["eps", "x0", "v"] = "eps"
     loss_weight: Literal["constant", "p2", "min_snr", "sech", "adaptive"] = "p2"
     min_snr_gamma: float = 5.0
+    min_snr_floor: float = 0.0
     pyramid_noise: bool = False
 
 
@@ -151,5 +152,8 @@ def build_gdf(config: GDFConfig | str = "eps_p2") -> GDF:
             raise UsageError(f"unknown diffusion recipe {config!r}; known: {', '.join(RECIPES)}")
         config = RECIPES[config]
     weight_cls = LOSS_WEIGHTS[config.loss_weight]
-    loss_weight = MinSNRLossWeight(config.min_snr_gamma) if weight_cls is MinSNRLossWeight else weight_cls()
+    if weight_cls is MinSNRLossWeight:
+        loss_weight = MinSNRLossWeight(config.min_snr_gamma, config.min_snr_floor)
+    else:
+        loss_weight = weight_cls()
     return GDF(target=TARGETS[config.target](), loss_weight=loss_weight, pyramid=config.pyramid_noise)

@@ -50,13 +50,19 @@ class P2LossWeight(_LossWeight):
 
 
 class MinSNRLossWeight(_LossWeight):
-    """min(SNR, γ): min-SNR-γ for an x0 target (for ε divide by SNR, for v by SNR + 1)."""
+    """min(SNR, γ): min-SNR-γ for an x0 target (for ε divide by SNR, for v by SNR + 1).
 
-    def __init__(self, gamma: float = 5.0) -> None:
+    `floor` > 0 keeps a minimum weight at low SNR. Plain min-SNR gives the x0 loss of the
+    noisiest steps a weight near 0 (≈ SNR), so a conditional decoder barely learns to use its
+    conditioning there — yet those steps are where a codec's conditioning decides the image.
+    """
+
+    def __init__(self, gamma: float = 5.0, floor: float = 0.0) -> None:
         self.gamma = gamma
+        self.floor = floor
 
     def weight(self, log_snr: torch.Tensor) -> torch.Tensor:
-        return log_snr.exp().clamp(max=self.gamma)
+        return log_snr.exp().clamp(min=self.floor, max=self.gamma)
 
 
 class SechLossWeight(_LossWeight):
