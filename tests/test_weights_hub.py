@@ -251,7 +251,7 @@ def test_bundled_single_file_with_prefixes_and_clip_vector(tmp_path):
         tiny, clip_dim=CLIP_DIM, stage_a=STAGE_A_SMALL_FIXTURE, encoder=EFFNET_TINY, stage_b=STAGE_B_SMALL_FIXTURE
     )
     path = tmp_path / "tiny.safetensors"
-    spec = dataclasses.replace(spec, files={"bundle": dataclasses.replace(spec.files["bundle"], path=str(path))})
+    spec = dataclasses.replace(spec, files={"bundle": dataclasses.replace(spec.files["bundle"], path=str(path), size=None, sha256=None)})
     states = {name: recipe_for(spec, name) for name in weights.COMPONENTS}
     clip = torch.randn(CLIP_DIM)
     flat = {f"{spec.components[n].prefix}{k}": v for n, s in states.items() for k, v in s.items()}
@@ -372,7 +372,7 @@ def _export_like_train(path: Path, spec: weights.FamilySpec, stage_a_config: dic
 def test_bundle_trained_with_other_configs_is_refused_then_recorded(tmp_path):
     tiny = weights.get_family("tiny")
     path = tmp_path / "tiny.safetensors"
-    spec = dataclasses.replace(tiny, files={"bundle": dataclasses.replace(tiny.files["bundle"], path=str(path))})
+    spec = dataclasses.replace(tiny, files={"bundle": dataclasses.replace(tiny.files["bundle"], path=str(path), size=None, sha256=None)})
     learned = {**spec.components["stage_a"].config, "scale_factor": 0.61}  # set by training
     states = _export_like_train(path, spec, learned)
 
