@@ -114,7 +114,7 @@ class H265(PyAVAnchor):
 
     def options(self, quality: int) -> dict[str, str]:
         return {"crf": str(quality), "preset": "medium", "tune": "psnr",
-                "x265-params": f"bframes=0:keyint={self.gop}:log-level=error"}
+                "x265-params": f"bframes=0:keyint={self.gop}:info=0:log-level=error"}  # info=0: no settings SEI
 
 
 VIDEO_ANCHORS: dict[str, type[PyAVAnchor]] = {c.name: c for c in (H264, H265)}
@@ -230,23 +230,22 @@ def run_video_bench(
                 if len(coded.decoded) != len(frames):
                     raise RuntimeError(f"{codec.name} decoded {len(coded.decoded)} of {len(frames)} frames of {name}")
                 height, width = frames[0].shape[:2]
-                duration = len(frames) / float(fps)
                 row = Row(
                     codec=codec.name, quality=q, image=name, width=width, height=height, bytes=coded.bytes,
                     bpp=8 * coded.bytes / (len(frames) * width * height),
                     encoding_time=coded.encode_seconds, decoding_time=coded.decode_seconds,
-                    metrics={"psnr-rgb": psnr(np.stack(frames), np.stack(coded.decoded)),
-                             "kbps": 8 * coded.bytes / 1000 / duration},
+                    metrics={"psnr-rgb": psnr(np.stack(frames), np.stack(coded.decoded))},
                 )
                 rows.append(row)
                 if on_row:
                     on_row(row)
     metrics = ["psnr-rgb"]
+    durations = {name: len(frames) / float(fps) for name, fps, frames in loaded}
     curves = []
     for codec, qualities in sweeps:
         curve = summarize(codec, qualities, rows, metrics)
-        curve.results["kbps"] = [
-            math.fsum(r.metrics["kbps"] for r in rows if r.codec == codec.name and r.quality == q)
+        curve.results["kbps"] = [  # per-clip means, like bpp (not a metric: no BD on it)
+            math.fsum(8 * r.bytes / 1000 / durations[r.image] for r in rows if r.codec == codec.name and r.quality == q)
             / max(1, sum(1 for r in rows if r.codec == codec.name and r.quality == q))
             for q in qualities
         ]
