@@ -154,10 +154,10 @@ class Codec:
         self.autocast = resolve_autocast(autocast, self.family.name, self.device, self.dtype)
         self.channels_last = channels_last
         self.tiling = tiling
-        if channels_last:
-            # In place: the modules belong to this codec; values are unchanged, only strides.
-            for module in (self.stage_a, self.encoder, self.stage_b):
-                module.to(memory_format=torch.channels_last)
+        # In place: the modules belong to this codec; values are unchanged, only strides.
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        for module in (self.stage_a, self.encoder, self.stage_b):
+            module.to(memory_format=layout)
         self._stage_b_forward = torch.compile(self.stage_b, dynamic=True) if compile else self.stage_b
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
