@@ -200,6 +200,7 @@ class Trainer:
         self.phase = "stage_a"
         self.step = 0
         self.elapsed = 0.0  # seconds of training, summed over resumed runs
+        self.prior_joint_steps = 0  # joint steps of the model given to --init
         self.latent_scale: float | None = None
         self.images: list[Tensor] | None = None
         self.latent_cache: list[Tensor] | None = None
@@ -215,6 +216,7 @@ class Trainer:
             "phase": self.phase,
             "step": self.step,
             "elapsed": self.elapsed,
+            "prior_joint_steps": self.prior_joint_steps,
             "latent_scale": self.latent_scale,
             "stage_a": self.stage_a.state_dict(),
             "encoder": self.encoder.state_dict(),
@@ -241,10 +243,43 @@ class Trainer:
         self.opt_b.load_state_dict(state["opt_b"])
         self.phase, self.step, self.elapsed = state["phase"], state["step"], state["elapsed"]
         self.latent_scale = state["latent_scale"]
+        self.prior_joint_steps = state.get("prior_joint_steps", 0)
         if self.latent_scale is not None:
             self.stage_a.scale_factor = self.latent_scale
         self.rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+
+    def init_from_bundle(self, path: Path) -> dict[str, Any]:
+        """Start from an exported model: its stage A (frozen, with its latent scale) and its EMA
+        encoder + stage B, then train the joint phase from step 0 (a continuation or fine-tune).
+        The bundle's recorded training time is carried over; its record is returned."""
+        from safetensors import safe_open
+
+        if not path.is_file():
+            raise InputError(f"--init: no such model file {path}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("neurcodec", "null") or "null")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if not isinstance(meta, dict) or "stage_a" not in meta:
+            raise InputError(f"--init: {path} is not a model exported by `neurcodec train --export`")
+        as_json = lambda c: json.loads(json.dumps(c.to_dict()))  # noqa: E731  (tuples → lists)
+        if meta["stage_b"] != as_json(self.config.stage_b) or meta["encoder"] != as_json(self.config.encoder):
+            raise UsageError(f"--init: {path} was trained with other model shapes than config {self.config.name!r}")
+        for prefix, modules in (
+            ("stage_a.", (self.stage_a,)),
+            ("encoder.", (self.encoder, self.ema_encoder)),
+            ("stage_b.", (self.stage_b, self.ema_stage_b)),
+        ):
+            state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+            for module in modules:
+                module.load_state_dict(state)
+        self.latent_scale = float(meta["stage_a"]["scale_factor"])
+        self.stage_a.scale_factor = self.latent_scale
+        self.phase, self.step = "joint", 0
+        record = meta.get("training", {})
+        self.elapsed = float(record.get("train_seconds", 0.0))
+        self.prior_joint_steps = int(record.get("joint_steps", 0))
+        return record
 
     # ---------------------------------------------------------------- phases
     def _load_data(self) -> None:
@@ -338,6 +373,7 @@ class Trainer:
         assert self.images is not None
         deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
         last_ckpt = time.monotonic()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         log_file = (self.out_dir / "log.jsonl").open("a")
         try:
             while True:
@@ -389,6 +425,7 @@ class Trainer:
                 tensors[prefix + key] = value.to(dtype) if value.is_floating_point() else value
         tensors["clip_uncond"] = torch.zeros(1, 1, self.config.stage_b.c_clip, dtype=dtype)
         stage_a = replace(self.config.stage_a, scale_factor=self.latent_scale)
+        joint = self.step if self.phase == "joint" else (self.config.joint_phase.steps if self.phase == "done" else 0)
         spec = {
             "stage_a": stage_a.to_dict(),
             "encoder": self.config.encoder.to_dict(),
@@ -399,7 +436,7 @@ class Trainer:
                 "config": self.config.name,
                 "phase": self.phase,
                 "stage_a_steps": self.config.stage_a_phase.steps if self.phase != "stage_a" else self.step,
-                "joint_steps": self.step if self.phase == "joint" else (self.config.joint_phase.steps if self.phase == "done" else 0),
+                "joint_steps": self.prior_joint_steps + joint,
                 "train_seconds": round(self.elapsed),
                 **(record or {}),
             },

@@ -163,7 +163,30 @@ def generate_frames(
     Every frame gets the same initial noise and the same per-step noise from `settings.seed`;
     for B = 1 and no `init` this is exactly `Codec.generate`. With `init` (B,c,h',w') and
     `t_start < 1`, sampling starts from `init` noised to `t_start` (partial diffusion).
+    Frames with identical inputs (skipped frames of a still scene) are sampled once: they come
+    out bit-identical, which batched kernels alone do not promise, and cost nothing extra.
     """
+    rows = latents.flatten(1)
+    if init is not None:
+        rows = torch.cat([rows, init.to(rows.device, rows.dtype).flatten(1)], dim=1)
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    if len(unique) == len(rows):
+        return _generate_distinct(codec, latents, size, settings, init, t_start)
+    first = [int((inverse == k).nonzero()[0]) for k in range(len(unique))]
+    pixels, z = _generate_distinct(
+        codec, latents[first], size, settings, None if init is None else init[first], t_start
+    )
+    return pixels[inverse], z[inverse]
+
+
+def _generate_distinct(
+    codec: Codec,
+    latents: torch.Tensor,
+    size: tuple[int, int],
+    settings: DecodeSettings,
+    init: torch.Tensor | None,
+    t_start: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     width, height = size
     batch = latents.shape[0]
     pw, ph = codec.padded_size(width, height)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 import time
@@ -31,6 +32,8 @@ def train(
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for crops, noise and initialisation.")] = 0,
     export: Annotated[Optional[Path], typer.Option("--export", help="After training (or with --resume and no steps left), write the shippable model here (.safetensors).")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Start from a model exported by --export (same config): keep its stage A, continue the encoder + stage B from step 0 of the joint phase.")] = None,
+    joint_steps: Annotated[Optional[int], typer.Option("--joint-steps", min=1, help="Override the config's number of joint (encoder + stage B) steps.")] = None,
     register: Annotated[bool, typer.Option("--register", help="With --export: record the exported file (configs, size, sha256, training record) in weights.json under the config's name.")] = False,
 ) -> None:
     """Train stage A, then the encoder and stage B jointly under the diffusion loss."""
@@ -44,7 +47,11 @@ def train(
         torch.set_num_threads(threads)
     console = Console(stderr=True)
     cfg = TrainConfig.load(config)
+    if joint_steps is not None:
+        cfg = dataclasses.replace(cfg, joint_phase=dataclasses.replace(cfg.joint_phase, steps=joint_steps))
     trainer = Trainer(cfg, data, out, device=device, seed=seed, log=lambda m: console.print(m))
+    if resume and init is not None:
+        raise UsageError("--init starts a new run and --resume continues one: give only one")
     if resume:
         if not trainer.checkpoint_path.is_file():
             raise UsageError(f"--resume given but there is no checkpoint at {trainer.checkpoint_path}")
@@ -52,6 +59,9 @@ def train(
         console.print(f"resumed at phase {trainer.phase}, step {trainer.step}")
     elif trainer.checkpoint_path.exists():
         raise UsageError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+    if init is not None:
+        before = trainer.init_from_bundle(init)
+        console.print(f"starting from {init} ({before.get('joint_steps', '?')} joint steps already)")
     out.mkdir(parents=True, exist_ok=True)
 
     last = [time.monotonic()]

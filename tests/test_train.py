@@ -1,0 +1,107 @@
+"""`neurcodec train` on the micro config: phases, stop + resume, export, continuing from an export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from neurcodec.cli import app
+from neurcodec.errors import UsageError
+from neurcodec.train import Trainer, TrainConfig
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A handful of small smooth colour images, big enough for the micro config's 64² crops."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        coarse = rng.integers(0, 256, size=(6, 7, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((112, 96), Image.BICUBIC).save(folder / f"img{i}.png")
+    return folder
+
+
+class _StopAt:
+    """A progress callback that interrupts training like Ctrl-C at a given (phase, step)."""
+
+    def __init__(self, phase: str, step: int) -> None:
+        self.at = (phase, step)
+
+    def __call__(self, phase: str, step: int, total: int, stats: dict) -> None:
+        if (phase, step) == self.at:
+            raise KeyboardInterrupt
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {
+        f"{name}.{k}": v.clone()
+        for name in ("stage_a", "encoder", "stage_b", "ema_stage_b")
+        for k, v in getattr(trainer, name).state_dict().items()
+    }
+
+
+def test_interrupted_training_resumes_from_its_checkpoint_and_finishes(photos, tmp_path):
+    config = TrainConfig.load("micro")
+    out = tmp_path / "run"
+    first = Trainer(config, photos, out, log=lambda m: None)
+    with pytest.raises(KeyboardInterrupt):
+        first.run(progress=_StopAt("joint", 2))
+    assert first.checkpoint_path.is_file()
+    saved = _weights(first)
+
+    second = Trainer(config, photos, out, seed=1, log=lambda m: None)
+    second.load_checkpoint()
+    assert (second.phase, second.step) == ("joint", 2)
+    assert second.latent_scale == first.latent_scale and second.latent_scale > 0
+    resumed = _weights(second)
+    assert all(torch.equal(saved[k], resumed[k]) for k in saved)
+
+    assert second.run() is True
+    assert second.phase == "done"
+    trained = _weights(second)
+    assert any(not torch.equal(saved[k], trained[k]) for k in saved if k.startswith("stage_b."))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(entry["loss"]) for entry in log)
+
+
+def test_train_cli_exports_a_model_that_can_be_continued(photos, tmp_path):
+    runner = CliRunner()
+    model = tmp_path / "micro.safetensors"
+    result = runner.invoke(app, ["train", str(photos), "-c", "micro", "-o", str(tmp_path / "a"), "--export", str(model)])
+    assert result.exit_code == 0, result.output
+    from safetensors import safe_open
+
+    with safe_open(str(model), framework="pt") as f:
+        record = json.loads(f.metadata()["neurcodec"])["training"]
+    assert (record["stage_a_steps"], record["joint_steps"], record["phase"]) == (4, 4, "done")
+
+    again = runner.invoke(app, ["train", str(photos), "-c", "micro", "-o", str(tmp_path / "a")])
+    assert isinstance(again.exception, UsageError) and "--resume" in str(again.exception)  # never overwritten
+
+    longer = tmp_path / "micro2.safetensors"
+    result = runner.invoke(
+        app,
+        ["train", str(photos), "-c", "micro", "-o", str(tmp_path / "b"), "--init", str(model),
+         "--joint-steps", "3", "--export", str(longer)],
+    )
+    assert result.exit_code == 0, result.output
+    with safe_open(str(longer), framework="pt") as f:
+        record = json.loads(f.metadata()["neurcodec"])["training"]
+    assert record["joint_steps"] == 4 + 3  # the exported model counts the steps it started from
+
+
+def test_init_refuses_a_model_of_another_config(photos, tmp_path):
+    micro = TrainConfig.load("micro")
+    donor = Trainer(micro, photos, tmp_path / "donor", log=lambda m: None)
+    donor.run()
+    path = tmp_path / "micro.safetensors"
+    donor.export(path)
+    tiny = Trainer(TrainConfig.load("tiny"), photos, tmp_path / "t", log=lambda m: None)
+    with pytest.raises(UsageError, match="other model shapes"):
+        tiny.init_from_bundle(path)
