@@ -100,8 +100,8 @@ def install_fake(monkeypatch=None, delay: float = 0.0) -> list[tuple]:
     """Route `neurcodec.load` and the CLI's describe to the stand-in; returns the list of load calls."""
     calls: list[tuple] = []
 
-    def load(name="tiny", *, device="cpu", dtype=None, pretrained=True):
-        calls.append((name, device, dtype))
+    def load(name="tiny", *, device="cpu", dtype=None, pretrained=True, autocast=None):
+        calls.append((name, device, dtype, autocast))
         return FakeCodec(name, delay)
 
     if monkeypatch is None:  # in a subprocess
@@ -153,7 +153,7 @@ def test_encode_then_decode_by_default_names(tmp_path, fake):
     assert run("decode", str(tmp_path / "x.dae")).exit_code == 0
     out = Image.open(tmp_path / "x.png")
     assert out.tobytes() == Image.open(tmp_path / "orig.png").tobytes()
-    assert fake == [("tiny", "cpu", None)] * 2  # model from --model default, then from the file
+    assert fake == [("tiny", "cpu", None, None)] * 2  # model from --model default, then from the file
 
 
 def test_decode_uses_the_model_named_in_the_file_and_passes_options(tmp_path, fake):
@@ -161,9 +161,7 @@ def test_decode_uses_the_model_named_in_the_file_and_passes_options(tmp_path, fa
     dae = tmp_path / "x.dae"
     assert run("encode", str(src), "-o", str(dae), "--model", "other", "--dtype", "bfloat16",
                "--threads", "1").exit_code == 0
-    import torch
-
-    assert fake[-1] == ("other", "cpu", torch.bfloat16)
+    assert fake[-1] == ("other", "cpu", None, "bfloat16")  # on CPU: bf16 autocast, fp32 weights
     result = run("decode", str(dae), "-o", str(tmp_path / "y.webp"), "--steps", "3")
     assert result.exit_code == 0, result.output
     assert fake[-1][0] == "other"

@@ -65,7 +65,7 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, help="Sampling noi
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the model runs.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch.")]
 DTypeOpt = Annotated[
-    DType | None, typer.Option("--dtype", help="Compute precision (default: the model's choice).")
+    DType | None, typer.Option("--dtype", help="Compute precision. Default: the model's measured choice (bf16 autocast for Stable Cascade on CPUs with native bf16, fp32 otherwise). On CPU this sets autocast over fp32 weights; on CUDA it casts the weights.")
 ]
 OverwriteOpt = Annotated[bool, typer.Option("-y", "--overwrite", help="Overwrite existing outputs.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON result line per file on stdout.")]
@@ -131,12 +131,16 @@ class _Runtime:
         if name not in self._codecs:
             import neurcodec
 
-            dtype = None
-            if self.dtype:
+            options: dict[str, Any] = {}
+            if self.dtype and self.device == "cpu":
+                # On CPU the weights stay fp32 and the precision is stage B's autocast: bf16
+                # autocast is the fast path where it helps, fp32 turns it off.
+                options["autocast"] = self.dtype
+            elif self.dtype:
                 import torch
 
-                dtype = getattr(torch, self.dtype)
-            self._codecs[name] = neurcodec.load(name, device=self.device, dtype=dtype)
+                options["dtype"] = getattr(torch, self.dtype)
+            self._codecs[name] = neurcodec.load(name, device=self.device, **options)
         return self._codecs[name]
 
 
@@ -284,7 +288,7 @@ def _run_all(
 
 @app.command(epilog=ENCODE_EPILOG)
 def encode(
-    inputs: Annotated[list[str], typer.Argument(metavar="INPUT", help="Images, or '-' for stdin.")],
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT", help="Images or video clips (mp4, mkv, webm, y4m, ...), or '-' for stdin.")],
     output: OutputOpt = None,
     outdir: OutdirOpt = None,
     quality: Annotated[
@@ -307,7 +311,7 @@ def encode(
     json_lines: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Encode images into .dae files."""
+    """Encode images or video clips into .dae files."""
     if quality is not None and bpp is not None:
         raise UsageError("use either -q or --bpp, not both")
     if bpp is not None and bpp <= 0:
@@ -377,7 +381,7 @@ def decode(
     json_lines: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Decode .dae files into images."""
+    """Decode .dae files into images (or, for a video .dae, a clip)."""
     default_spec = media.output_format(None, None if video_cmd.is_video_format(fmt) else fmt)  # also validates --format early
     videos = {i for i in inputs if video_cmd.is_video_dae(i)}
     video_names = videos | {Path(i).name for i in videos}
