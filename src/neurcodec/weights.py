@@ -24,12 +24,13 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from neurcodec.errors import WeightsError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 Where = Literal["bundled", "cached", "remote", "missing"]
 
@@ -425,6 +426,8 @@ def _snapshot_commit(path: Path) -> str | None:
 
 def compute_clip_uncond(family: str | FamilySpec) -> Path:
     """Run the repo's CLIP text encoder on the empty caption and cache its pooled projection."""
+    import torch  # deferred: listing models and --help must not pay for importing torch
+
     spec = _spec(family)
     clip = spec.clip
     if not clip.from_text_encoder:
@@ -559,6 +562,8 @@ class LoadedModels:
 
 def build_component(comp: ComponentSpec, device: str | torch.device = "meta") -> nn.Module:
     """Instantiate one module from its config; under `meta` this allocates nothing."""
+    import torch
+
     from neurcodec.models.configs import config_from_dict
 
     try:
@@ -669,6 +674,8 @@ def _read_state(
 
     `modules` maps a component name to (key prefix, module built on meta). Only a missing
     `num_batches_tracked` is tolerated (it has no value worth storing); it is filled with 0."""
+    import torch
+
     from safetensors import safe_open
 
     try:
@@ -762,6 +769,8 @@ def load_models(
     Modules are built on `meta` and weights assigned in place, so a 1.5 B stage B is never
     allocated twice; float tensors are cast to `dtype` (default float32) as they are read.
     """
+    import torch
+
     spec = _spec(family if family is not None else default_family())
     device = torch.device(device)
     dtype = dtype or torch.float32
