@@ -11,6 +11,7 @@ Latent sources (`--source`):
                 channel standardised over the whole set (as the EfficientNet mapper's
                 BatchNorm does), so per-channel, per-image scales differ.
   laplace       synthetic Laplacian latents, 16x16x24, per-channel std geomspace(0.3, 2).
+  model:NAME    the real encoder of a neurcodec model family (e.g. model:tiny).
   MODULE:FUNC   a callable(image: float tensor (1,3,H,W) in [0,1]) -> latent (1,C,h,w),
                 e.g. a real encoder wrapper built on `neurcodec` once models are trained.
 
@@ -77,7 +78,12 @@ def latents_for(source: str, kodak: Path) -> list[np.ndarray]:
         std = stack.std(axis=(0, 2, 3), keepdims=True)[0]
         return [(r - mean) / std for r in raw]
     module, func = source.split(":")
-    encode = getattr(importlib.import_module(module), func)
+    if module == "model":
+        import neurcodec
+
+        encode = neurcodec.load(func).encode_latent
+    else:
+        encode = getattr(importlib.import_module(module), func)
     with torch.inference_mode():
         return [encode(img)[0].double().cpu().numpy() for img in images]
 
