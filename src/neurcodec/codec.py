@@ -41,6 +41,7 @@ from neurcodec.diffusion import build_gdf, sample
 from neurcodec.errors import CorruptFileError, InputError, UsageError
 from neurcodec.models.effnet import effnet_input_size, effnet_preprocess
 from neurcodec.tiling import TileConfig, tiled_stage_a_decode, tiled_stage_b
+from neurcodec.weights import FamilySpec, get_family
 
 ProgressFn = Callable[[int, int], None]
 
@@ -72,9 +73,6 @@ def _pick_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     return names[dtype]
 
 
-# Families whose stage B runs under bf16 autocast by default on CPUs with native bf16
-# (avx512_bf16 / AMX), measured faster and accurate enough: benchmarks/speed.py.
-CPU_BF16_FAMILIES: frozenset[str] = frozenset({"stable-cascade-lite", "stable-cascade"})
 
 
 def _cpu_has_bf16() -> bool:
@@ -82,18 +80,22 @@ def _cpu_has_bf16() -> bool:
     return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
-def resolve_autocast(value: bool | str | torch.dtype | None, family: str, device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
+def resolve_autocast(
+    value: bool | str | torch.dtype | None, family: str | FamilySpec, device: torch.device, dtype: torch.dtype
+) -> torch.dtype | None:
     """The autocast dtype stage B runs under, or None for plain `dtype` arithmetic.
 
-    None/"auto": bf16 for the families in CPU_BF16_FAMILIES on a CPU with native bf16 and on
-    CUDA; otherwise off. fp16 on CPU is refused (slow and inaccurate there).
+    None/"auto": the family's measured choice (`autocast` in weights.json) on a CPU with native
+    bf16 and on CUDA; otherwise off. fp16 on CPU is refused (slow and inaccurate there).
     """
     if value is False or value in ("off", "none", "float32", "fp32") or dtype != torch.float32:
         return None
     if value is None or value == "auto":
+        spec = get_family(family) if isinstance(family, str) else family
+        prefers_bf16 = spec.autocast == "bfloat16"
         if device.type == "cpu":
-            return torch.bfloat16 if family in CPU_BF16_FAMILIES and _cpu_has_bf16() else None
-        if device.type == "cuda" and family in CPU_BF16_FAMILIES:
+            return torch.bfloat16 if prefers_bf16 and _cpu_has_bf16() else None
+        if device.type == "cuda" and prefers_bf16:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return None
     chosen = torch.bfloat16 if value is True else _pick_dtype(value)
@@ -151,7 +153,7 @@ class Codec:
             if threads < 1:
                 raise UsageError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
-        self.autocast = resolve_autocast(autocast, self.family.name, self.device, self.dtype)
+        self.autocast = resolve_autocast(autocast, self.family, self.device, self.dtype)
         self.channels_last = channels_last
         self.tiling = tiling
         # In place: the modules belong to this codec; values are unchanged, only strides.

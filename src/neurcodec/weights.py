@@ -126,6 +126,9 @@ class FamilySpec:
     # The GDF recipe the stage B was trained with (its target decides how to read predictions).
     diffusion: str = "eps_p2"
     default_quality: int = 50  # `-q` when neither -q nor --bpp is given (chosen by measurement)
+    # Stage B autocast by default on CPUs with native bf16 and on CUDA ("bfloat16"), or None:
+    # measured per model (benchmarks/speed.py), since bf16 speeds some models up and slows others.
+    autocast: str | None = None
 
     @property
     def bundled(self) -> bool:
@@ -158,6 +161,7 @@ class FamilySpec:
                 training=data.get("training"),
                 diffusion=data.get("diffusion", "eps_p2"),
                 default_quality=int(data.get("default_quality", 50)),
+                autocast=data.get("autocast"),
             )
         except (KeyError, TypeError) as exc:
             raise WeightsError(f"registry entry {name!r} is malformed: {exc}") from None
