@@ -1,13 +1,13 @@
 """Temporal latent prediction vs intra-only coding, flicker, and memory flatness.
 
-    nice -n 19 python benchmarks/video_temporal.py [--checkpoint /work/runs/tiny/checkpoint.pt]
+    python benchmarks/video_temporal.py [--quality 50] [--no-memory] [--checkpoint run/checkpoint.pt]
 
 Per clip (foreman, mobile CIF, 25 frames) at one -q: bytes / kbps with temporal prediction
 (closed loop, default hysteresis), with plain rounding (hysteresis 0.5) and intra-only; the
 latent-domain error of each (what the hysteresis costs); and, on foreman, the flicker of the
 decoded clip: mean |frame_t − frame_{t−1}| of the decode over the same for the source
-(target ≤ 1.5) plus the decode's PSNR. Memory: peak RSS of encoding a small synthetic clip and
-the same clip 10× longer, each in a fresh process.
+(target ≤ 1.5) plus the decode's PSNR. Memory: peak RSS of the CLI encoding and decoding foreman,
+and foreman played 10× in a row, each in a fresh process (flat = memory does not grow with length).
 
 Weights: the bundled `tiny` if present, else a trainer checkpoint (`--checkpoint`, EMA modules)
 if it has reached the joint phase, else fixture-recipe random weights; the JSON says which.
@@ -20,9 +20,11 @@ import argparse
 import io
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,32 +126,44 @@ def run_clip(codec, name: str, args) -> dict:
     return out
 
 
-def memory_probe(frames: int) -> int:
-    """Peak RSS (KiB) of a fresh process encoding a synthetic 64×64 clip of `frames` frames."""
-    code = f"""
-import io, resource, sys, numpy as np, torch, av, tempfile, os
-torch.set_num_threads(1)
-sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
-from video_temporal import load_codec
-from neurcodec.video import VideoCodec
-codec, _ = load_codec(None)
-path = os.path.join(tempfile.mkdtemp(), 'm.y4m')
-with av.open(path, 'w', format='yuv4mpegpipe') as out:
-    s = out.add_stream('rawvideo', rate=25); s.width = s.height = 64; s.pix_fmt = 'yuv420p'
-    rng = np.random.default_rng(0)
-    for i in range({frames}):
-        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), format='rgb24')
-        for p in s.encode(f): out.mux(p)
-    for p in s.encode(): out.mux(p)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-class Null(io.RawIOBase):
-    def writable(self): return True
-    def write(self, b): return len(b)
-VideoCodec(codec).encode(path, Null(), quality=50, gop=8)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return [int(x) for x in result.stdout.split()]
+def _peak_rss_kib(command: list[str]) -> int:
+    """Peak RSS (KiB) of `command`, run as the only child of a fresh Python process."""
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True)
+    return int(result.stdout.split()[-1])
+
+
+def _repeat_clip(source: Path, times: int, target: Path) -> int:
+    """Write `source` played `times` times in a row as a y4m; returns the frame count."""
+    import av
+
+    from neurcodec.video_io import read_clip
+
+    info, frames = read_clip(source)
+    with av.open(str(target), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=info.fps)
+        stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuv420p"
+        for _ in range(times):
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return times * len(frames)
+
+
+def memory_probe(source: Path, times: int, quality: int, threads: int) -> dict:
+    """Peak RSS of the CLI encoding and decoding `source` repeated `times` times (fresh processes).
+
+    The decode uses one sampling step: steps change time, not memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clip, dae, back = Path(tmp) / "clip.y4m", Path(tmp) / "clip.dae", Path(tmp) / "back.mkv"
+        frames = _repeat_clip(source, times, clip)
+        common = ["--quiet", "--threads", str(threads)]
+        encode = _peak_rss_kib(["neurcodec", "encode", str(clip), "-o", str(dae), "-q", str(quality), *common])
+        decode = _peak_rss_kib(["neurcodec", "decode", str(dae), "-o", str(back), "--steps", "1", *common])
+    return {"frames": frames, "encode_peak_rss_mib": encode / 1024, "decode_peak_rss_mib": decode / 1024}
 
 
 def main() -> None:
@@ -159,7 +173,8 @@ def main() -> None:
     parser.add_argument("--gop", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="decode steps for the flicker measurement")
     parser.add_argument("--decode-frames", type=int, default=25, help="foreman frames decoded for flicker (0: skip)")
-    parser.add_argument("--memory-frames", type=int, default=30)
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="peak memory of foreman played 1x and 10x (CLI encode + decode)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "video.json")
     args = parser.parse_args()
@@ -172,7 +187,7 @@ def main() -> None:
         "quality": args.quality,
         "gop": args.gop,
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
-                    "note": "2 shared CPU cores, run under nice -n 19 next to a training job"},
+                    "cpus": os.cpu_count()},
         "targets": {"saving_vs_intra": ">= 0.30", "flicker_ratio_foreman": "<= 1.5"},
         "clips": {},
     }
@@ -180,13 +195,15 @@ def main() -> None:
         print(f"{name} ...", file=sys.stderr)
         result["clips"][name] = run_clip(codec, name, args)
         print(json.dumps(result["clips"][name], indent=1), file=sys.stderr)
-    if args.memory_frames:
-        small = memory_probe(args.memory_frames)
-        large = memory_probe(10 * args.memory_frames)
-        result["memory"] = {"clip": "synthetic 64x64 y4m, encode only, gop 8",
-                            "frames": [args.memory_frames, 10 * args.memory_frames],
-                            "encode_peak_rss_growth_kib": [small[0], large[0]],
-                            "peak_rss_kib": [small[1], large[1]]}
+    if args.memory:
+        source = DATA / "foreman_cif_25f.y4m"
+        probes = [memory_probe(source, times, args.quality, args.threads) for times in (1, 10)]
+        result["memory"] = {
+            "clip": f"{source.name} played 1x and 10x in a row, through the CLI (encode, then a 1-step decode)",
+            "runs": probes,
+            "decode_growth_10x": probes[1]["decode_peak_rss_mib"] / probes[0]["decode_peak_rss_mib"],
+            "encode_growth_10x": probes[1]["encode_peak_rss_mib"] / probes[0]["encode_peak_rss_mib"],
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
