@@ -100,7 +100,7 @@ def main() -> None:
 
     result: dict[str, Any] = {
         "benchmark": "memory",
-        "command": "nice -n 19 python " + " ".join(sys.argv),
+        "command": "python " + " ".join(sys.argv),
         "platform": platform.platform(),
         "threads": args.threads,
         "steps": args.steps,

@@ -264,7 +264,7 @@ def main() -> None:
     load = os.getloadavg()
     result: dict[str, Any] = {
         "benchmark": "speed",
-        "command": "nice -n 19 python " + " ".join(sys.argv),
+        "command": "python " + " ".join(sys.argv),
         "torch": torch.__version__,
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
