@@ -26,7 +26,7 @@ def bench(
     frames: Annotated[int | None, typer.Option("--frames", min=1, help="Videos: use only the first N frames of each clip.")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="neurcodec model to benchmark.")] = "tiny",
     quality: Annotated[
-        str | None, typer.Option("--quality", "-q", help="neurcodec -q sweep, e.g. 5,20,40,60.")
+        str | None, typer.Option("--quality", "-q", help="neurcodec -q sweep (default 0,10,20,30,50).")
     ] = None,
     steps: Annotated[
         str | None, typer.Option("--steps", help="Decode step counts, one curve each, e.g. 10,30.")

@@ -11,7 +11,8 @@ from neurcodec.bench.codecs.base import Codec
 from neurcodec.errors import NeurcodecError
 
 # Covers roughly 0.01–1 bpp once the model's -q → step mapping is in; the CLI's --quality overrides.
-DEFAULT_QUALITIES = (5, 20, 40, 60)
+# The sweep spans the ultra-low rates these models live at (tiny: 0.005-0.05 bpp on Kodak).
+DEFAULT_QUALITIES = (0, 10, 20, 30, 50)
 
 
 class ImageCodecLike(Protocol):
