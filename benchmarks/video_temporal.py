@@ -120,7 +120,7 @@ def run_clip(codec, name: str, args) -> dict:
         decoded = list(video.frames(video.open(io.BytesIO(buf.getvalue()))))
         seconds = time.perf_counter() - t0
         src_flicker, dec_flicker = flicker(frames[:n]), flicker(decoded)
-        out["flicker"] = {"frames": n, "steps": args.steps, "source": src_flicker, "decoded": dec_flicker,
+        out["flicker"] = {"frames": n, "steps": args.steps or cached.codec.family.decode.steps, "source": src_flicker, "decoded": dec_flicker,
                           "ratio": dec_flicker / src_flicker, "psnr_rgb": psnr(frames[:n], decoded),
                           "decode_seconds_per_frame": seconds / n}
     return out
@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=Path("/work/runs/tiny/checkpoint.pt"))
     parser.add_argument("--quality", type=int, default=50)
     parser.add_argument("--gop", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10, help="decode steps for the flicker measurement")
+    parser.add_argument("--steps", type=int, default=None, help="decode steps for the flicker measurement (default: the model's)")
     parser.add_argument("--decode-frames", type=int, default=25, help="foreman frames decoded for flicker (0: skip)")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                         help="peak memory of foreman played 1x and 10x (CLI encode + decode)")
