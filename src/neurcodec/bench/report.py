@@ -239,8 +239,9 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def rd_table(results: BenchResults) -> Table:
     """Per codec and setting: mean bpp, metrics and times."""
     shown = [m for m in results.metrics]
-    t = Table(title=f"Rate–quality, mean over {len(results.images)} images")
-    for col in ["codec", "q", "bpp", *[M.short_label(m) for m in shown], "enc s", "dec s"]:
+    kbps = all("kbps" in c.results for c in results.curves) and bool(results.curves)  # video runs
+    t = Table(title=f"Rate–quality, mean over {len(results.images)} {'clips' if kbps else 'images'}")
+    for col in ["codec", "q", "bpp", *(["kbps"] if kbps else []), *[M.short_label(m) for m in shown], "enc s", "dec s"]:
         t.add_column(col, justify="left" if col == "codec" else "right")
     for c in results.curves:
         for i, q in enumerate(c.qualities):
@@ -249,6 +250,7 @@ def rd_table(results: BenchResults) -> Table:
                 c.name,
                 str(q),
                 _fmt(c.results["bpp"][i], 4),
+                *([_fmt(c.results["kbps"][i], 1)] if kbps else []),
                 *[_fmt(c.results[m][i], digits.get(m, 4)) for m in shown],
                 _fmt(c.results["encoding_time"][i], 3),
                 _fmt(c.results["decoding_time"][i], 3),

@@ -54,7 +54,7 @@ class PyAVAnchor(VideoBenchCodec):
 
     encoder = ""
     quality_label = "crf"
-    qualities = (45, 40, 35, 30, 25, 20)  # low quality first, like the image anchors
+    qualities = (51, 45, 40, 35, 30, 25, 20)  # from the lowest quality (CRF 51) up, like the image anchors
 
     def __init__(self, gop: int = DEFAULT_GOP) -> None:
         self.gop = gop
