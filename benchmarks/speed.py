@@ -259,6 +259,7 @@ def main() -> None:
     parser.add_argument("--skip-e2e", action="store_true", help="only the stage B comparison")
     parser.add_argument("--no-variants", action="store_true", help="skip the per-option decode variants")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "speed.json")
+    parser.add_argument("--note", default="", help="what else ran on the machine (recorded in the JSON)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
@@ -272,7 +273,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "threads": args.threads,
         "loadavg_at_start": load,
-        "note": "shared machine: a training job at higher priority ran on both cores during this run; absolute seconds are inflated, ratios are interleaved side by side",
+        "note": args.note,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
