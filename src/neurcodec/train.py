@@ -262,7 +262,9 @@ class Trainer:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         if not isinstance(meta, dict) or "stage_a" not in meta:
             raise InputError(f"--init: {path} is not a model exported by `neurcodec train --export`")
-        as_json = lambda c: json.loads(json.dumps(c.to_dict()))  # noqa: E731  (tuples → lists)
+        def as_json(config: Any) -> Any:  # tuples → lists, as the metadata stores them
+            return json.loads(json.dumps(config.to_dict()))
+
         if meta["stage_b"] != as_json(self.config.stage_b) or meta["encoder"] != as_json(self.config.encoder):
             raise UsageError(f"--init: {path} was trained with other model shapes than config {self.config.name!r}")
         for prefix, modules in (
