@@ -253,20 +253,18 @@ class Trainer:
         """Start from an exported model: its stage A (frozen, with its latent scale) and its EMA
         encoder + stage B, then train the joint phase from step 0 (a continuation or fine-tune).
         The bundle's recorded training time is carried over; its record is returned."""
-        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        from neurcodec.weights import bundle_metadata
 
         if not path.is_file():
             raise InputError(f"--init: no such model file {path}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("neurcodec", "null") or "null")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        if not isinstance(meta, dict) or "stage_a" not in meta:
+        meta = bundle_metadata(path)
+        if not meta or "stage_a" not in meta:
             raise InputError(f"--init: {path} is not a model exported by `neurcodec train --export`")
-        def as_json(config: Any) -> Any:  # tuples → lists, as the metadata stores them
-            return json.loads(json.dumps(config.to_dict()))
-
-        if meta["stage_b"] != as_json(self.config.stage_b) or meta["encoder"] != as_json(self.config.encoder):
+        if config_from_dict(meta["stage_b"]) != self.config.stage_b or config_from_dict(meta["encoder"]) != self.config.encoder:
             raise UsageError(f"--init: {path} was trained with other model shapes than config {self.config.name!r}")
+        tensors = load_file(str(path))
         for prefix, modules in (
             ("stage_a.", (self.stage_a,)),
             ("encoder.", (self.encoder, self.ema_encoder)),
