@@ -105,3 +105,24 @@ def test_init_refuses_a_model_of_another_config(photos, tmp_path):
     tiny = Trainer(TrainConfig.load("tiny"), photos, tmp_path / "t", log=lambda m: None)
     with pytest.raises(UsageError, match="other model shapes"):
         tiny.init_from_bundle(path)
+
+
+def test_one_step_loss_trains_encoder_and_stage_b_through_frozen_stage_a(photos, tmp_path):
+    trainer = Trainer(TrainConfig.load("micro"), photos, tmp_path / "run", log=lambda m: None)
+    assert trainer.run() is True
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    joint = [entry for entry in log if entry["phase"] == "joint"]
+    assert joint and all(0.0 <= entry["ms_ssim_1step"] <= 1.0 for entry in joint)
+
+    from neurcodec.models.effnet import effnet_preprocess
+    from neurcodec.train import CropSampler
+
+    x = CropSampler(trainer.images, 64, 4, trainer.rng).pixels([(0, 0, 0, False), (1, 4, 8, True)])
+    latent = trainer.encoder(effnet_preprocess(x))
+    clip = torch.zeros(2, trainer.config.stage_b.c_clip)
+    loss, score = trainer.one_step_pixel_loss(latent, x, clip)
+    loss.backward()
+    assert 0.0 <= score <= 1.0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.stage_b.parameters())
+    assert all(p.grad is None for p in trainer.stage_a.parameters())  # stage A stays frozen
