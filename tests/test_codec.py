@@ -99,3 +99,25 @@ def test_bad_arguments_are_usage_errors(random_codec):
         random_codec.encode(image, quality=10, bpp=0.1)
     with pytest.raises(UsageError):
         random_codec.decode(random_codec.encode(image), sampler="euler")
+
+
+def test_a_model_with_a_direct_head_samples_the_residual_around_its_estimate(random_codec):
+    """With stage B predicting a zero residual, the decode is exactly the head's estimate."""
+    import copy
+
+    import torch
+
+    from neurcodec.codec import DecodeSettings
+
+    codec = copy.deepcopy(random_codec)
+    with torch.no_grad():
+        codec.stage_b.clf[1].weight.zero_()
+        codec.stage_b.clf[1].bias.zero_()
+    latent = codec.encode_latent(torch.rand(1, 3, 64, 96))
+    settings = DecodeSettings(steps=1, guidance=1.0, sampler="ddpm", cfg_rescale=0.0, seed=0)
+    pixels = codec.generate(latent, (96, 64), settings)
+    with torch.inference_mode():
+        estimate = codec.stage_b.direct_estimate(latent, (16, 24))
+        expected = codec.stage_a.decode(estimate).clamp(0, 1)
+    assert estimate.abs().max() > 0  # the micro config has a head, with non-zero weights here
+    torch.testing.assert_close(pixels, expected, atol=1e-5, rtol=0)

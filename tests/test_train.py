@@ -126,3 +126,21 @@ def test_one_step_loss_trains_encoder_and_stage_b_through_frozen_stage_a(photos,
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.encoder.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.stage_b.parameters())
     assert all(p.grad is None for p in trainer.stage_a.parameters())  # stage A stays frozen
+
+
+def test_a_model_without_a_direct_head_can_be_continued_with_one(photos, tmp_path):
+    from dataclasses import replace
+
+    micro = TrainConfig.load("micro")
+    headless = replace(micro, stage_b=replace(micro.stage_b, c_direct=()))
+    donor = Trainer(headless, photos, tmp_path / "donor", log=lambda m: None)
+    donor.run()
+    path = tmp_path / "headless.safetensors"
+    donor.export(path, dtype=torch.float32)
+
+    trainer = Trainer(micro, photos, tmp_path / "run", log=lambda m: None)
+    trainer.init_from_bundle(path)
+    for key, value in donor.ema_stage_b.state_dict().items():
+        assert torch.equal(trainer.stage_b.state_dict()[key], value)
+    latent = torch.randn(1, 16, 2, 2)
+    assert trainer.stage_b.direct_estimate(latent, (16, 16)).abs().max() == 0  # the head starts as a no-op

@@ -279,6 +279,7 @@ class Codec:
 
         # One autocast context around all steps, so bf16 weight casts are made once per decode.
         with self._autocast():
+            base = self.stage_b.direct_estimate(latent.to(self.device, self.dtype), latent_hw)
             z = sample(
                 model,
                 x_init,
@@ -290,6 +291,8 @@ class Codec:
                 generator=generator,
                 callback=callback,
             )
+        if base is not None:  # the sampler generated the residual around the direct estimate
+            z = z + base.float()
         z = self._layout(z.to(self.dtype))
         pixels = tiled_stage_a_decode(self.stage_a, z, self.tiling) if tiled else self.stage_a.decode(z)
         pixels = pixels.float().clamp(0, 1)

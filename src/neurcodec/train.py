@@ -268,7 +268,12 @@ class Trainer:
         meta = bundle_metadata(path)
         if not meta or "stage_a" not in meta:
             raise InputError(f"--init: {path} is not a model exported by `neurcodec train --export`")
-        if config_from_dict(meta["stage_b"]) != self.config.stage_b or config_from_dict(meta["encoder"]) != self.config.encoder:
+        donor_b = config_from_dict(meta["stage_b"])
+        # A model without a direct head can start one (it starts at zero: the same model).
+        adds_head = not donor_b.c_direct and bool(self.config.stage_b.c_direct)
+        if adds_head:
+            donor_b = replace(donor_b, c_direct=self.config.stage_b.c_direct)
+        if donor_b != self.config.stage_b or config_from_dict(meta["encoder"]) != self.config.encoder:
             raise UsageError(f"--init: {path} was trained with other model shapes than config {self.config.name!r}")
         tensors = load_file(str(path))
         for prefix, modules in (
@@ -278,6 +283,8 @@ class Trainer:
         ):
             state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
             for module in modules:
+                if adds_head and prefix == "stage_b.":
+                    state.update({f"direct_head.{k}": v for k, v in self.stage_b.direct_head.state_dict().items()})
                 module.load_state_dict(state)
         self.latent_scale = float(meta["stage_a"]["scale_factor"])
         self.stage_a.scale_factor = self.latent_scale
@@ -356,11 +363,13 @@ class Trainer:
         self.stage_b.train()
         effnet_in = x if cfg.effnet_factor == 1.0 else F.interpolate(x, scale_factor=cfg.effnet_factor, mode="nearest")
         latent = self.encoder(effnet_preprocess(effnet_in))
-        latent = quantize_for_training(latent, cfg.step_range, cfg.round_fraction)
-        unquantized_keep = latent  # the one-step loss always sees its conditioning
+        quantized = quantize_for_training(latent, cfg.step_range, cfg.round_fraction)
         keep = (torch.rand(latent.shape[0], 1, 1, 1, device=latent.device) >= cfg.cond_dropout).to(latent.dtype)
-        latent = latent * keep
-        diffused = self.gdf.diffuse(z0)
+        latent = quantized * keep  # dropped for CFG; the head and the one-step loss always see it
+        # With a direct head, stage B learns the residual around the head's estimate (SWYCC);
+        # the head itself learns from the one-step pixel loss below.
+        base = self.stage_b.direct_estimate(quantized, z0.shape[-2:])
+        diffused = self.gdf.diffuse(z0 if base is None else z0 - base.detach())
         clip = torch.zeros(latent.shape[0], cfg.stage_b.c_clip, device=self.device)
         pred = self.stage_b(diffused.x_t, diffused.noise_cond, latent, clip)
         per_sample = F.mse_loss(pred, diffused.target, reduction="none").mean(dim=(1, 2, 3))
@@ -368,7 +377,7 @@ class Trainer:
         stats = {"mse": per_sample.mean().item()}
         if cfg.one_step_weight > 0 and cfg.one_step_batch > 0:
             n = min(cfg.one_step_batch, latent.shape[0])
-            pixel_loss, ms_ssim = self.one_step_pixel_loss(unquantized_keep[:n], x[:n], clip[:n])
+            pixel_loss, ms_ssim = self.one_step_pixel_loss(quantized[:n], x[:n], clip[:n], None if base is None else base[:n])
             loss = loss + cfg.one_step_weight * pixel_loss
             stats["ms_ssim_1step"] = ms_ssim
         self.opt_b.zero_grad(set_to_none=True)
@@ -381,15 +390,16 @@ class Trainer:
         ema_update(self.ema_stage_b, self.stage_b, decay)
         return {"loss": loss.item(), **stats}
 
-    def one_step_pixel_loss(self, latent: Tensor, x: Tensor, clip: Tensor) -> tuple[Tensor, float]:
-        """Pixel loss of the decode a sampler's first step makes: x0 from pure noise at t = 1."""
+    def one_step_pixel_loss(self, latent: Tensor, x: Tensor, clip: Tensor, base: Tensor | None = None) -> tuple[Tensor, float]:
+        """Pixel loss of the decode a sampler's first step makes: x0 from pure noise at t = 1
+        (plus the direct head's estimate `base`, when the model has a head)."""
         from pytorch_msssim import ms_ssim
 
         noise = torch.randn(x.shape[0], self.config.stage_a.c_latent, x.shape[2] // 4, x.shape[3] // 4, device=self.device)
         log_snr = self.gdf.schedule(torch.ones(x.shape[0])).to(self.device)
         pred = self.stage_b(noise, self.gdf.noise_cond(log_snr), latent, clip)
         z0, _ = self.gdf.undiffuse(noise, log_snr, pred)
-        pixels = self.stage_a.decode(z0)
+        pixels = self.stage_a.decode(z0 if base is None else z0 + base)
         # Five scales need crop > 16·(window − 1): 7-px windows at 128² (the metric uses 11 on whole images).
         window = min(11, (min(x.shape[-2:]) - 1) // 16 + 1)
         window -= 1 - window % 2  # odd

@@ -211,9 +211,13 @@ def _generate_distinct(
         z = torch.randn((1, *like.shape[1:]), generator=generator)
         return z.expand_as(like).to(device=like.device, dtype=like.dtype)
 
+    base = codec.stage_b.direct_estimate(latents.to(codec.device, codec.dtype), latent_hw)
+    base = None if base is None else base.float()
     x_init = noise0
     if init is not None and t_start < 1.0:
-        x_init = codec.gdf.diffuse(init.to(codec.device).float(), t=t_start, noise=noise0).x_t
+        # The sampler works on the residual around the direct estimate (when the model has one).
+        start = init.to(codec.device).float() - (0 if base is None else base)
+        x_init = codec.gdf.diffuse(start, t=t_start, noise=noise0).x_t
     else:
         t_start = 1.0
     z = sample(
@@ -227,6 +231,8 @@ def _generate_distinct(
         cfg_rho=settings.cfg_rescale,
         noise_fn=shared_noise,
     )
+    if base is not None:
+        z = z + base
     pixels = codec.stage_a.decode(z.to(codec.dtype)).float().clamp(0, 1)
     return pixels[:, :, :height, :width].cpu(), z
 

@@ -116,6 +116,7 @@ class StageBConfig(_Config):
     dropout: tuple[float, ...] = (0, 0, 0.1, 0.1)
     self_attn: bool = True
     t_conds: tuple[str, ...] = ("sca",)
+    c_direct: tuple[int, ...] = ()  # widths of the direct head (none in the official models)
 
 
 # --- official Stable Cascade checkpoints (notes §3, §4, §6.1) ---------------------------------

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurcodec.models.blocks import AttnBlock, LayerNorm2d, ResBlock, TimestepBlock, timestep_embedding
+from neurcodec.models.direct_head import DirectHead
 
 __all__ = ["StageB", "StageBConditions"]
 
@@ -76,6 +77,7 @@ class StageB(nn.Module):
         dropout: Sequence[float] = (0, 0, 0.1, 0.1),
         self_attn: bool = True,
         t_conds: Sequence[str] = ("sca",),
+        c_direct: Sequence[int] = (),
     ) -> None:
         super().__init__()
         c_hidden = list(c_hidden)
@@ -177,6 +179,8 @@ class StageB(nn.Module):
             nn.PixelShuffle(patch_size),
         )
         self.reset_parameters()
+        # Optional (not in the official models): see `direct_estimate`.
+        self.direct_head = DirectHead(c_effnet, c_out, c_direct) if c_direct else None
 
     # ------------------------------------------------------------------ init
     @torch.no_grad()
@@ -265,6 +269,20 @@ class StageB(nn.Module):
         kv = tuple(block.clip_kv(tokens) for block in self._attn_blocks)
         latent_hw = (int(latent_hw[0]), int(latent_hw[1]))
         return StageBConditions(spatial=spatial, clip=tokens, clip_kv=kv, latent_hw=latent_hw)
+
+    def direct_estimate(self, effnet: Tensor, latent_hw: Sequence[int]) -> Tensor | None:
+        """The direct head's estimate of the latent (B, c_out, *latent_hw), or None without one.
+
+        With a head, the model is trained to generate the *residual* latent − estimate, so a
+        sampler's result is added to this (the codec and the video path do).
+        """
+        if self.direct_head is None:
+            return None
+        dtype = self.embedding[1].weight.dtype
+        estimate = self.direct_head(effnet.to(dtype))
+        if tuple(estimate.shape[-2:]) != tuple(latent_hw):
+            estimate = _resize(estimate, latent_hw)
+        return estimate
 
     # --------------------------------------------------------------- forward
     def forward(
