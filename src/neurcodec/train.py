@@ -276,6 +276,8 @@ class Trainer:
         if donor_b != self.config.stage_b or config_from_dict(meta["encoder"]) != self.config.encoder:
             raise UsageError(f"--init: {path} was trained with other model shapes than config {self.config.name!r}")
         tensors = load_file(str(path))
+        if adds_head:
+            tensors.update({f"stage_b.direct_head.{k}": v for k, v in self.stage_b.direct_head.state_dict().items()})
         for prefix, modules in (
             ("stage_a.", (self.stage_a,)),
             ("encoder.", (self.encoder, self.ema_encoder)),
@@ -283,8 +285,6 @@ class Trainer:
         ):
             state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
             for module in modules:
-                if adds_head and prefix == "stage_b.":
-                    state.update({f"direct_head.{k}": v for k, v in self.stage_b.direct_head.state_dict().items()})
                 module.load_state_dict(state)
         self.latent_scale = float(meta["stage_a"]["scale_factor"])
         self.stage_a.scale_factor = self.latent_scale
@@ -322,10 +322,8 @@ class Trainer:
 
     @torch.no_grad()
     def finish_stage_a(self) -> None:
-        """Freeze stage A and set its latent scale so the diffusion target has unit std."""
+        """Set stage A's latent scale so the diffusion target has unit std (it is frozen from here on)."""
         self.stage_a.eval()
-        self.stage_a.requires_grad_(False)
-        self.opt_a.zero_grad(set_to_none=True)
         assert self.images is not None
         sample = [img[:, :256, :256].float()[None] / 255.0 for img in self.images[:64]]
         raws = torch.cat([self.stage_a.encode_raw(x.to(self.device)).flatten() for x in sample])
@@ -337,7 +335,9 @@ class Trainer:
     def build_latent_cache(self) -> None:
         """Stage A latents of every whole training image, computed once (stage A is frozen)."""
         assert self.images is not None
-        self.stage_a.eval()
+        # Every joint run (fresh, resumed or --init) starts here: stage A trains no further.
+        self.stage_a.eval().requires_grad_(False)
+        self.opt_a.zero_grad(set_to_none=True)
         self.log("caching stage A latents of the training images")
         cache = []
         for img in self.images:
@@ -433,7 +433,6 @@ class Trainer:
                 phase_cfg = cfg.stage_a_phase if self.phase == "stage_a" else cfg.joint_phase
                 if self.phase == "joint" and self.latent_cache is None:
                     self.build_latent_cache()
-                self.stage_a.requires_grad_(self.phase == "stage_a")  # frozen after its phase
                 sampler = CropSampler(self.images, phase_cfg.crop, 4, self.rng)
                 t0 = time.monotonic()
                 stats = self.stage_a_step(sampler) if self.phase == "stage_a" else self.joint_step(sampler)

@@ -32,7 +32,6 @@ class DirectHead(nn.Module):
     def __init__(self, c_in: int, c_out: int, widths: Sequence[int]) -> None:
         super().__init__()
         widths = list(widths)
-        self.upscale = 2 ** len(widths)
         self.stem = nn.Conv2d(c_in, widths[0], 3, padding=1)
         layers: list[nn.Module] = []
         for i, width in enumerate(widths):
