@@ -144,3 +144,33 @@ def test_a_model_without_a_direct_head_can_be_continued_with_one(photos, tmp_pat
         assert torch.equal(trainer.stage_b.state_dict()[key], value)
     latent = torch.randn(1, 16, 2, 2)
     assert trainer.stage_b.direct_estimate(latent, (16, 16)).abs().max() == 0  # the head starts as a no-op
+
+
+def test_lr_override_applies_to_a_continuation(photos, tmp_path):
+    runner = CliRunner()
+    model, frozen = tmp_path / "micro.safetensors", tmp_path / "same.safetensors"
+    assert runner.invoke(app, ["train", str(photos), "-c", "micro", "-o", str(tmp_path / "a"), "--export", str(model)]).exit_code == 0
+    result = runner.invoke(
+        app,
+        ["train", str(photos), "-c", "micro", "-o", str(tmp_path / "b"), "--init", str(model),
+         "--joint-steps", "2", "--lr", "0", "--export", str(frozen)],
+    )
+    assert result.exit_code == 0, result.output
+    from safetensors.torch import load_file
+
+    before, after = load_file(str(model)), load_file(str(frozen))
+    stage_b = [k for k in before if k.startswith("stage_b.")]
+    assert stage_b and all(torch.equal(before[k], after[k]) for k in stage_b)  # a zero rate moves nothing
+
+
+def test_one_step_samples_can_use_larger_crops_than_the_diffusion_batch(photos, tmp_path):
+    from dataclasses import replace
+
+    micro = TrainConfig.load("micro")
+    config = replace(micro, one_step_crop=2 * micro.joint_phase.crop)  # 128² from 112×96 photos
+    trainer = Trainer(config, photos, tmp_path / "run", log=lambda m: None)
+    assert trainer.run() is True
+    assert min(min(img.shape[1:]) for img in trainer.images) >= 128  # small photos are upscaled to fit
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    joint = [entry for entry in log if entry["phase"] == "joint"]
+    assert joint and all(0.0 <= entry["ms_ssim_1step"] <= 1.0 for entry in joint)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -67,6 +68,9 @@ class TrainConfig:
     # step — the one every decode starts from — is a blurry MSE guess in latent space.
     one_step_weight: float = 0.0
     one_step_batch: int = 0
+    # Crop side for the one-step samples (0: the joint phase's own crops, reused). Larger crops
+    # let the 5-scale MS-SSIM use the metric's 11-px window and see whole-object structure.
+    one_step_crop: int = 0
     checkpoint_minutes: float = 5.0
 
     @classmethod
@@ -119,7 +123,7 @@ def load_images(paths: list[Path], min_side: int) -> list[Tensor]:
             if min(im.size) < min_side:  # upscale tiny images so every crop is valid
                 scale = min_side / min(im.size)
                 im = im.resize((math.ceil(im.width * scale), math.ceil(im.height * scale)), Image.BICUBIC)
-            images.append(torch.from_numpy(__import__("numpy").asarray(im).copy()).permute(2, 0, 1))
+            images.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
     return images
 
 
@@ -297,7 +301,7 @@ class Trainer:
     # ---------------------------------------------------------------- phases
     def _load_data(self) -> None:
         if self.images is None:
-            crop = max(self.config.stage_a_phase.crop, self.config.joint_phase.crop)
+            crop = max(self.config.stage_a_phase.crop, self.config.joint_phase.crop, self.config.one_step_crop)
             paths = find_images(self.data_dir)
             self.log(f"loading {len(paths)} training images from {self.data_dir}")
             self.images = load_images(paths, crop)
@@ -376,8 +380,16 @@ class Trainer:
         loss = (per_sample * diffused.loss_weight).mean()
         stats = {"mse": per_sample.mean().item()}
         if cfg.one_step_weight > 0 and cfg.one_step_batch > 0:
-            n = min(cfg.one_step_batch, latent.shape[0])
-            pixel_loss, ms_ssim = self.one_step_pixel_loss(quantized[:n], x[:n], clip[:n], None if base is None else base[:n])
+            if cfg.one_step_crop and cfg.one_step_crop != phase.crop:
+                own = CropSampler(sampler.images, cfg.one_step_crop, sampler.align, self.rng)
+                xs = own.pixels(own.positions(cfg.one_step_batch)).to(self.device)
+                qs = quantize_for_training(self.encoder(effnet_preprocess(xs)), cfg.step_range, cfg.round_fraction)
+                bs = self.stage_b.direct_estimate(qs, (xs.shape[-2] // 4, xs.shape[-1] // 4))
+                clip_s = torch.zeros(xs.shape[0], cfg.stage_b.c_clip, device=self.device)
+            else:
+                n = min(cfg.one_step_batch, latent.shape[0])
+                xs, qs, bs, clip_s = x[:n], quantized[:n], None if base is None else base[:n], clip[:n]
+            pixel_loss, ms_ssim = self.one_step_pixel_loss(qs, xs, clip_s, bs)
             loss = loss + cfg.one_step_weight * pixel_loss
             stats["ms_ssim_1step"] = ms_ssim
         self.opt_b.zero_grad(set_to_none=True)

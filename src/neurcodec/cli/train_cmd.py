@@ -34,6 +34,7 @@ def train(
     export: Annotated[Optional[Path], typer.Option("--export", help="After training (or with --resume and no steps left), write the shippable model here (.safetensors).")] = None,
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from a model exported by --export (same config): keep its stage A, continue the encoder + stage B from step 0 of the joint phase.")] = None,
     joint_steps: Annotated[Optional[int], typer.Option("--joint-steps", min=1, help="Override the config's number of joint (encoder + stage B) steps.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="Override the config's peak learning rate of the joint phase (e.g. lower for a fine-tune with --init).")] = None,
     register: Annotated[bool, typer.Option("--register", help="With --export: record the exported file (configs, size, sha256, training record) in weights.json under the config's name.")] = False,
 ) -> None:
     """Train stage A, then the encoder and stage B jointly under the diffusion loss."""
@@ -49,6 +50,8 @@ def train(
     cfg = TrainConfig.load(config)
     if joint_steps is not None:
         cfg = dataclasses.replace(cfg, joint_phase=dataclasses.replace(cfg.joint_phase, steps=joint_steps))
+    if lr is not None:
+        cfg = dataclasses.replace(cfg, joint_phase=dataclasses.replace(cfg.joint_phase, lr=lr))
     trainer = Trainer(cfg, data, out, device=device, seed=seed, log=lambda m: console.print(m))
     if resume and init is not None:
         raise UsageError("--init starts a new run and --resume continues one: give only one")
