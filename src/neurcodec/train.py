@@ -365,10 +365,8 @@ class Trainer:
         z0 = torch.stack(z0).to(self.device)
         self.encoder.train()
         self.stage_b.train()
-        effnet_in = x if cfg.effnet_factor == 1.0 else F.interpolate(x, scale_factor=cfg.effnet_factor, mode="nearest")
-        latent = self.encoder(effnet_preprocess(effnet_in))
-        quantized = quantize_for_training(latent, cfg.step_range, cfg.round_fraction)
-        keep = (torch.rand(latent.shape[0], 1, 1, 1, device=latent.device) >= cfg.cond_dropout).to(latent.dtype)
+        quantized = self.encode_for_training(x)
+        keep = (torch.rand(quantized.shape[0], 1, 1, 1, device=quantized.device) >= cfg.cond_dropout).to(quantized.dtype)
         latent = quantized * keep  # dropped for CFG; the head and the one-step loss always see it
         # With a direct head, stage B learns the residual around the head's estimate (SWYCC);
         # the head itself learns from the one-step pixel loss below.
@@ -383,7 +381,7 @@ class Trainer:
             if cfg.one_step_crop and cfg.one_step_crop != phase.crop:
                 own = CropSampler(sampler.images, cfg.one_step_crop, sampler.align, self.rng)
                 xs = own.pixels(own.positions(cfg.one_step_batch)).to(self.device)
-                qs = quantize_for_training(self.encoder(effnet_preprocess(xs)), cfg.step_range, cfg.round_fraction)
+                qs = self.encode_for_training(xs)
                 bs = self.stage_b.direct_estimate(qs, (xs.shape[-2] // 4, xs.shape[-1] // 4))
                 clip_s = torch.zeros(xs.shape[0], cfg.stage_b.c_clip, device=self.device)
             else:
@@ -401,6 +399,12 @@ class Trainer:
         ema_update(self.ema_encoder, self.encoder, decay)
         ema_update(self.ema_stage_b, self.stage_b, decay)
         return {"loss": loss.item(), **stats}
+
+    def encode_for_training(self, x: Tensor) -> Tensor:
+        """The encoder latent of pixel crops, quantized as the bitstream will quantize it."""
+        cfg = self.config
+        effnet_in = x if cfg.effnet_factor == 1.0 else F.interpolate(x, scale_factor=cfg.effnet_factor, mode="nearest")
+        return quantize_for_training(self.encoder(effnet_preprocess(effnet_in)), cfg.step_range, cfg.round_fraction)
 
     def one_step_pixel_loss(self, latent: Tensor, x: Tensor, clip: Tensor, base: Tensor | None = None) -> tuple[Tensor, float]:
         """Pixel loss of the decode a sampler's first step makes: x0 from pure noise at t = 1
