@@ -2,8 +2,11 @@
 
 Runs the installed `neurcodec` command on every image of a folder (one batch call each way, the
 model's default settings unless given), then scores the decoded PNGs against the originals:
-whole-file bpp, PSNR, MS-SSIM and SSIMULACRA2 per image, their means, the wall time of each
-call, and checks that every output has the original's size and mode. With `--one-step` the same
+whole-file bpp, PSNR, MS-SSIM, thumbnail PSNR (1/32 scale: colour and low frequencies), NIQE
+(naturalness of the decode alone; lower = more natural) and SSIMULACRA2 when installed, per image,
+their means, the wall time of each call, and checks that every output has the original's size
+and mode. NIQE of the originals (`niqe-original`) is reported beside it: a no-reference score
+reads as "more or less natural than the source". With `--one-step` the same
 files are also decoded with `--steps 1` (the x0 estimate at t = 1: the regression decoder inside
 the diffusion model), so what the multi-step sampler adds is measured, not assumed.
 
@@ -45,6 +48,15 @@ def score(originals: list[Path], decoded: Path, names: list[str]) -> list[dict]:
     return rows
 
 
+def niqe_of_originals(originals: list[Path]) -> dict[str, float]:
+    """NIQE of each source image (NaN below 96×96), the baseline the decodes' NIQE is read against."""
+    out = {}
+    for path in originals:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        out[path.name] = metrics.compute(rgb, rgb, ["niqe"])["niqe"]
+    return out
+
+
 def mean(rows: list[dict], key: str) -> float:
     return statistics.fmean(r[key] for r in rows)
 
@@ -62,15 +74,17 @@ def main() -> None:
     originals = sorted(p for p in args.folder.iterdir() if p.suffix.lower() == ".png")
     work = args.keep or Path(tempfile.mkdtemp(prefix="kodak_cli_"))
     dae, png, one = work / "dae", work / "png", work / "png_1step"
-    names = [m for m in metrics.default_metrics() if m != "lpips"]
+    names = [m for m in metrics.default_metrics() if m != "lpips"]  # includes thumb-psnr and niqe
     times = {"encode_s": run(["encode", *map(str, originals), "-O", str(dae), "-y", "--quiet", *args.encode_args.split()])}
     files = sorted(dae.glob("*.dae"))
     times["decode_s"] = run(["decode", *map(str, files), "-O", str(png), "-y", "--quiet", *args.decode_args.split()])
     rows = score(originals, png, names)
+    source_niqe = niqe_of_originals(originals)
     for row, path in zip(rows, originals, strict=True):
         size = Image.open(path).size
         row["bytes"] = (dae / f"{path.stem}.dae").stat().st_size
         row["bpp"] = 8 * row["bytes"] / (size[0] * size[1])
+        row["niqe-original"] = source_niqe[path.name]
     report: dict = {
         "command": {"encode": f"neurcodec encode IMAGES -O DIR {args.encode_args}".strip(),
                     "decode": f"neurcodec decode DIR/*.dae -O OUT {args.decode_args}".strip()},

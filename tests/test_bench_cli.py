@@ -60,6 +60,21 @@ def test_bench_no_neural_jpeg_limit_2(images: Path, tmp_path: Path, monkeypatch,
     assert "jpeg" in capsys.readouterr().out  # table on stdout without --json
 
 
+def test_bench_default_metrics_on_small_images(images: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "out"
+    code = _run(["bench", str(images), "--no-neural", "--vs", "jpeg,webp", "--limit", "1", "--out", str(out)],
+                monkeypatch)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["metrics"][:5] == ["psnr-rgb", "ms-ssim-rgb", "ms-ssim-rgb-db", "thumb-psnr", "niqe"]
+    # 48×40 is below NIQE's 96×96 block: said once, and null in the JSON rather than a crash.
+    assert "niqe is undefined on 1 image(s) (im0.png)" in captured.err.replace("\n", " ")
+    assert all(r["niqe"] is None and r["thumb-psnr"] is not None for r in doc["per_image"])
+    assert {b["metric"] for b in doc["bd"]} >= {"psnr-rgb", "thumb-psnr"} and "niqe" not in {b["metric"] for b in doc["bd"]}
+    assert "At matched bytes" in captured.out and "thumb PSNR" in captured.out and "NIQE" in captured.out
+
+
 def test_bench_unknown_anchor_is_a_usage_error(images: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     code = _run(["bench", str(images), "--no-neural", "--vs", "jpeg,bpg", "--out", str(tmp_path / "o")], monkeypatch)
     assert code == 2

@@ -82,8 +82,58 @@ def test_ssimulacra2_is_100_for_identical_and_lower_for_distorted() -> None:
     assert M.ssimulacra2(a, noisy) < 90.0
 
 
+def test_thumb_psnr_is_inf_for_identical_images_and_forgives_pixel_noise() -> None:
+    a = _image(96, 128)
+    noisy = (a.astype(np.float64) + np.random.default_rng(4).normal(0, 20, a.shape)).clip(0, 255).astype(np.uint8)
+    assert M.thumb_psnr(a, a) == math.inf
+    value = M.thumb_psnr(a, noisy)
+    # Zero-mean noise averages out over 32×32 = 1024 pixels: the thumbnails barely differ.
+    assert math.isfinite(value)
+    assert value > M.psnr(a, noisy) + 20
+
+
+def test_thumb_psnr_does_not_forgive_a_colour_cast() -> None:
+    a = (_image(64, 64).astype(np.int16) * 3 // 4).astype(np.uint8)  # ≤ 191: room for the cast
+    tinted = a.copy()
+    tinted[..., 2] += 8  # blue up by 8 levels everywhere
+    # A uniform cast survives the box filter whole: the same error as pixel PSNR sees.
+    expected = 10 * math.log10(255.0**2 / (8**2 / 3))
+    assert M.thumb_psnr(a, tinted) == pytest.approx(expected)
+    assert M.psnr(a, tinted) == pytest.approx(expected)
+
+
+def test_thumb_psnr_uses_whole_32_blocks_only() -> None:
+    a = _image(70, 100)
+    b = a.copy()
+    b[64:, :] = 0  # outside the 2×3 whole blocks
+    b[:, 96:] = 255
+    assert M.thumb_psnr(a, b) == math.inf
+    assert M.thumbnail(a).shape == (2, 3, 3)
+    with pytest.raises(ValueError, match="32"):
+        M.thumb_psnr(_image(31, 100), _image(31, 100))
+
+
+def test_niqe_is_no_reference_and_lower_is_better() -> None:
+    a, b = _image(100, 120, 0), _image(100, 120, 1)
+    out = M.compute(a, b, ["niqe"])
+    assert out["niqe"] == M.compute(b, b, ["niqe"])["niqe"]  # the reference plays no part
+    assert math.isfinite(out["niqe"])
+    assert M.higher_is_better("niqe") is False and M.higher_is_better("thumb-psnr") is True
+    assert M.needs_reference("niqe") is False and M.needs_reference("thumb-psnr") is True
+    assert M.label("niqe") == "NIQE (lower = more natural)"
+    assert M.label("thumb-psnr") == "PSNR of 1/32 thumbnails"
+
+
+def test_compute_gives_nan_where_an_image_is_too_small_for_a_metric() -> None:
+    a, b = _image(64, 48, 0), _image(64, 48, 1)  # below NIQE's 96×96 block, above 32×32
+    out = M.compute(a, b, ["psnr-rgb", "thumb-psnr", "niqe"])
+    assert math.isfinite(out["psnr-rgb"]) and math.isfinite(out["thumb-psnr"])
+    assert math.isnan(out["niqe"])
+    assert math.isnan(M.compute(a[:20], b[:20], ["thumb-psnr"])["thumb-psnr"])
+
+
 def test_default_metrics_lists_only_what_can_run_here() -> None:
     available = M.default_metrics()
-    assert available[:2] == ["psnr-rgb", "ms-ssim-rgb"]
+    assert available[:4] == ["psnr-rgb", "ms-ssim-rgb", "thumb-psnr", "niqe"]
     for name, why in M.optional_metrics().items():
         assert (name in available) == (why == "")

@@ -20,7 +20,8 @@ from neurcodec.bench import (
     run_bench,
     write_reports,
 )
-from neurcodec.bench.report import csv_columns
+from neurcodec.bench.report import compare, compared_metrics, csv_columns, matched_bpp, matched_table
+from neurcodec.bench.runner import BenchResults, CurveResult, Row
 from neurcodec.errors import InputError, UsageError
 from test_bench_codecs import FakeNeural
 
@@ -109,13 +110,17 @@ def test_reports_are_written_and_parse(tmp_path: Path) -> None:
     for b in doc["bd"]:
         bd = b["bd_rate_percent"]
         assert (bd["value"] is None) == (bd["overlap"] is None)
-    assert len(doc["matched_bpp"]) == 3 * 2
-    jpeg_curve = results.curve("jpeg")
-    lo, hi = min(jpeg_curve.results["bpp"]), max(jpeg_curve.results["bpp"])
+    assert [(m["codec"], m["quality"]) for m in doc["matched_bpp"]] == [("neurcodec-fake", q) for q in (3, 6, 12)]
     for m in doc["matched_bpp"]:
         assert set(m["anchors"]) == {"jpeg", "webp"}
-        # an anchor value exactly when the test's bpp lies inside that anchor's measured range
-        assert (m["anchors"]["jpeg"] is not None) == (lo <= m["bpp"] <= hi)
+        own = {r.image: r.bytes for r in results.rows if r.codec == m["codec"] and r.quality == m["quality"]}
+        for name, at in m["anchors"].items():
+            files = {img: [r for r in results.rows if r.codec == name and r.image == img] for img in own}
+            fits = {img: [r for r in rs if r.bytes <= own[img]] for img, rs in files.items()}
+            # an anchor entry exactly when every image has an anchor file no larger than the test's
+            assert (at is not None) == all(fits.values())
+            if at is not None:  # ... and then it is each image's largest such file
+                assert at["qualities"] == [max(fits[img], key=lambda r: r.bytes).quality for img in own]
     assert len(doc["per_image"]) == 2 * (3 + 4 + 3)
 
     with (out / "results.csv").open() as f:
@@ -169,3 +174,79 @@ def test_rescaled_anchor_reaches_below_jpegs_floor_on_kodak_crops(kodak_dir: Pat
     assert max(small.results["bpp"]) < min(jpeg.results["bpp"])
     assert all(0.0 < v < 1.0 for v in jpeg.results["ms-ssim-rgb"] + small.results["ms-ssim-rgb"])
     assert jpeg.results["psnr-rgb"][0] < jpeg.results["psnr-rgb"][1]
+
+
+def _row(codec: str, q: int, image: str, nbytes: int, **metrics: float) -> Row:
+    return Row(codec, q, image, 100, 80, nbytes, 8 * nbytes / 8000, 0.0, 0.0, dict(metrics))
+
+
+def _results(rows: list[Row], metrics: list[str]) -> BenchResults:
+    def curve(name: str) -> CurveResult:
+        qs = list(dict.fromkeys(r.quality for r in rows if r.codec == name))
+        sel = {q: [r for r in rows if r.codec == name and r.quality == q] for q in qs}
+        means = {k: [float(np.mean([getattr(r, k) if k == "bpp" else r.metrics[k] for r in sel[q]])) for q in qs]
+                 for k in ["bpp", *metrics]}
+        return CurveResult(name, name, "quality", qs, means)
+
+    names = list(dict.fromkeys(r.codec for r in rows))
+    return BenchResults(sorted({r.image for r in rows}), metrics, rows, [curve(n) for n in names])
+
+
+def test_matched_bytes_pick_each_images_largest_anchor_file_within_the_budget() -> None:
+    m = {"psnr-rgb": 0.0, "thumb-psnr": 0.0, "niqe": 0.0}
+    rows = [
+        _row("neural", 1, "a.png", 100, **m | {"psnr-rgb": 20.0, "niqe": 4.0}),
+        _row("neural", 1, "b.png", 300, **m | {"psnr-rgb": 22.0, "niqe": 6.0}),
+        _row("neural", 2, "a.png", 40, **m),
+        _row("neural", 2, "b.png", 200, **m),
+        # jpeg: on a.png q10 (90 B) fits 100 B, q20 (120 B) does not; on b.png q20 (250 B) fits 300 B
+        _row("jpeg", 10, "a.png", 90, **m | {"psnr-rgb": 25.0, "thumb-psnr": 40.0, "niqe": 7.0}),
+        _row("jpeg", 20, "a.png", 120, **m | {"psnr-rgb": 30.0, "thumb-psnr": 44.0, "niqe": 5.0}),
+        _row("jpeg", 10, "b.png", 150, **m | {"psnr-rgb": 26.0, "thumb-psnr": 41.0, "niqe": 8.0}),
+        _row("jpeg", 20, "b.png", 250, **m | {"psnr-rgb": 29.0, "thumb-psnr": 43.0, "niqe": 6.0}),
+    ]
+    out = matched_bpp(_results(rows, list(m)), ["neural"], ["jpeg"])
+    first, second = out
+    assert first["psnr-rgb"] == pytest.approx(21.0) and first["niqe"] == pytest.approx(5.0)
+    jpeg = first["anchors"]["jpeg"]
+    assert jpeg["qualities"] == [10, 20]  # per image, so not one jpeg setting for both
+    assert jpeg["psnr-rgb"] == pytest.approx((25.0 + 29.0) / 2)
+    assert jpeg["thumb-psnr"] == pytest.approx((40.0 + 43.0) / 2)
+    assert jpeg["niqe"] == pytest.approx((7.0 + 6.0) / 2)
+    assert jpeg["bpp"] == pytest.approx(8 * (90 + 250) / 2 / 8000)
+    # At 40 B no jpeg file of a.png fits: no value, rather than a mean over b.png alone.
+    assert second["anchors"]["jpeg"] is None
+
+
+def test_matched_table_shows_psnr_ms_ssim_thumbnail_psnr_and_niqe() -> None:
+    from rich.console import Console
+
+    names = ["psnr-rgb", "ms-ssim-rgb", "ms-ssim-rgb-db", "thumb-psnr", "niqe"]
+    m = {"psnr-rgb": 21.0, "ms-ssim-rgb": 0.8, "ms-ssim-rgb-db": 7.0, "thumb-psnr": 33.3, "niqe": 4.321}
+    rows = [_row("neural", 1, "a.png", 100, **m), _row("jpeg", 5, "a.png", 80, **m | {"niqe": 9.876}),
+            _row("webp", 5, "a.png", 150, **m)]
+    console = Console(width=200, record=True)
+    console.print(matched_table(matched_bpp(_results(rows, names), ["neural"], ["jpeg", "webp"])))
+    text = console.export_text()
+    for heading in ("PSNR", "MS-SSIM", "thumb PSNR", "NIQE"):
+        assert heading in text
+    assert "MS-SSIM dB" not in text
+    assert "9.876" in text and "33.30" in text
+    webp_line = next(line for line in text.splitlines() if "webp" in line)
+    assert "–" in webp_line  # webp's only file is larger than neurcodec's
+
+
+def test_niqe_is_plotted_but_gets_no_bd_rate() -> None:
+    names = ["psnr-rgb", "thumb-psnr", "niqe"]
+    rows = [_row(c, q, "a.png", q * 10 + off, **{"psnr-rgb": 20.0 + q, "thumb-psnr": 30.0 + q, "niqe": 9.0 - q})
+            for c, off in (("neural", 0), ("jpeg", 5)) for q in (1, 2, 3)]
+    results = _results(rows, names)
+    assert compared_metrics(results) == names
+    assert {c.metric for c in compare(results, ["neural"], ["jpeg"])} == {"psnr-rgb", "thumb-psnr"}
+
+
+def test_runner_notes_a_metric_undefined_on_small_images(tmp_path: Path) -> None:
+    images = find_images(_folder(tmp_path))  # 64×48: below NIQE's 96×96 block
+    results = run_bench(images, [(make_codec("jpeg"), [50])], ["psnr-rgb", "thumb-psnr", "niqe"])
+    assert all(np.isnan(r.metrics["niqe"]) and np.isfinite(r.metrics["thumb-psnr"]) for r in results.rows)
+    assert len(results.notes) == 1 and results.notes[0].startswith("niqe is undefined on 2 image(s)")

@@ -1,8 +1,10 @@
 """Image quality metrics on 8-bit RGB, the way published codec tables compute them.
 
-PSNR and MS-SSIM follow CompressAI's bench (data range 255, RGB). Optional metrics
-run only when their package (and, for learned metrics, their weights) is already on
-this machine: nothing is ever downloaded from here.
+PSNR and MS-SSIM follow CompressAI's bench (data range 255, RGB). Thumbnail PSNR scores
+what survives a 1/32 box downscale (colour and low frequencies, which generative decoders may
+shift while inventing plausible detail); NIQE scores the decoded image alone (naturalness, no
+reference). Optional metrics run only when their package (and, for learned metrics, their
+weights) is already on this machine: nothing is ever downloaded from here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from neurcodec.bench.niqe import BLOCK as NIQE_BLOCK
+from neurcodec.bench.niqe import niqe
 
 # pytorch-msssim asserts min side > (win - 1) * 16 for its 5 scales.
 _MSSSIM_SCALES = 4  # downsamplings
@@ -37,6 +42,38 @@ def psnr(ref: np.ndarray, dist: np.ndarray) -> float:
     _check_pair(ref, dist)
     mse = float(np.mean((ref.astype(np.float64) - dist.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+THUMB_BLOCK = 32  # thumbnail = mean of each 32×32 block
+
+
+def thumbnail(rgb: np.ndarray, block: int = THUMB_BLOCK) -> np.ndarray:
+    """Box-filtered 1/`block` thumbnail (float64): the mean of each whole block, per channel.
+
+    Partial blocks at the right and bottom edges are dropped rather than padded, so every
+    thumbnail sample averages the same number of pixels.
+    """
+    h, w = rgb.shape[0] // block, rgb.shape[1] // block
+    if h == 0 or w == 0:
+        raise ValueError(f"thumbnail needs a side of at least {block} px; image is {rgb.shape[1]}×{rgb.shape[0]}")
+    blocks = rgb[: h * block, : w * block].astype(np.float64).reshape(h, block, w, block, -1)
+    return blocks.mean(axis=(1, 3))
+
+
+def thumb_psnr(ref: np.ndarray, dist: np.ndarray) -> float:
+    """PSNR (peak 255) of the 1/32 thumbnails: colour and low-frequency fidelity; `inf` if equal.
+
+    Pixel noise and invented texture largely average out inside a 32×32 block; a colour cast,
+    a brightness shift or a misplaced edge does not.
+    """
+    _check_pair(ref, dist)
+    mse = float(np.mean((thumbnail(ref) - thumbnail(dist)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def niqe_of_decoded(ref: np.ndarray, dist: np.ndarray) -> float:
+    """NIQE of the decoded image; `ref` is ignored (NIQE needs no reference)."""
+    return niqe(dist)
 
 
 def msssim_window(height: int, width: int) -> int:
@@ -138,10 +175,12 @@ class Metric:
     higher_is_better: bool = True
     label: str = ""
     short: str = ""  # table column heading
+    min_side: int = 1  # smaller images have no value (NaN in `compute`)
+    reference: bool = True  # False: a no-reference score of the decoded image alone
 
 
 # Always computed. "ms-ssim-rgb-db" is derived from "ms-ssim-rgb" in `compute`.
-CORE = ("psnr-rgb", "ms-ssim-rgb")
+CORE = ("psnr-rgb", "ms-ssim-rgb", "thumb-psnr", "niqe")
 
 
 def optional_metrics() -> dict[str, str]:
@@ -159,6 +198,10 @@ def optional_metrics() -> dict[str, str]:
 METRICS: dict[str, Metric] = {
     "psnr-rgb": Metric("psnr-rgb", psnr, True, "PSNR-RGB [dB]", "PSNR"),
     "ms-ssim-rgb": Metric("ms-ssim-rgb", ms_ssim, True, "MS-SSIM", "MS-SSIM"),
+    "thumb-psnr": Metric("thumb-psnr", thumb_psnr, True, "PSNR of 1/32 thumbnails", "thumb PSNR",
+                         min_side=THUMB_BLOCK),
+    "niqe": Metric("niqe", niqe_of_decoded, False, "NIQE (lower = more natural)", "NIQE",
+                   min_side=NIQE_BLOCK, reference=False),
     "ssimulacra2": Metric("ssimulacra2", ssimulacra2, True, "SSIMULACRA2", "SSIMU2"),
     "lpips": Metric("lpips", lpips, False, "LPIPS (alex)", "LPIPS"),
 }
@@ -173,10 +216,16 @@ def default_metrics() -> list[str]:
 
 
 def compute(ref: np.ndarray, dist: np.ndarray, names: list[str]) -> dict[str, float]:
-    """The named metrics for one image pair; adds "ms-ssim-rgb-db" whenever MS-SSIM is asked."""
+    """The named metrics for one image pair; adds "ms-ssim-rgb-db" whenever MS-SSIM is asked.
+
+    A metric undefined at this size (NIQE below one 96×96 block, thumbnail PSNR below one
+    32×32 block) is NaN, so one small image in a folder does not stop a whole bench run.
+    """
     out: dict[str, float] = {}
     for name in names:
-        out[name] = METRICS[name].fn(ref, dist)
+        metric = METRICS[name]
+        too_small = min(dist.shape[:2]) < metric.min_side
+        out[name] = math.nan if too_small else metric.fn(ref, dist)
         if name == "ms-ssim-rgb":
             out["ms-ssim-rgb-db"] = ms_ssim_db(out[name])
     return out
@@ -184,6 +233,11 @@ def compute(ref: np.ndarray, dist: np.ndarray, names: list[str]) -> dict[str, fl
 
 def higher_is_better(name: str) -> bool:
     return METRICS[name].higher_is_better if name in METRICS else True
+
+
+def needs_reference(name: str) -> bool:
+    """False for no-reference scores (NIQE): they rate the decode alone, not its fidelity."""
+    return METRICS[name].reference if name in METRICS else True
 
 
 def short_label(name: str) -> str:

@@ -15,16 +15,29 @@ from typing import Any
 from rich.table import Table
 
 from neurcodec.bench import metrics as M
-from neurcodec.bench.bdrate import BDResult, Curve, bd_quality, bd_rate, quality_at_rate
-from neurcodec.bench.runner import BenchResults, CurveResult
+from neurcodec.bench.bdrate import BDResult, Curve, bd_quality, bd_rate
+from neurcodec.bench.runner import BenchResults, CurveResult, Row
 
 #: File stem of each metric's plot, `rd-<short>.png`; MS-SSIM is plotted and compared in dB.
-PLOT_NAMES = {"psnr-rgb": "psnr", "ms-ssim-rgb-db": "ms-ssim", "ssimulacra2": "ssimulacra2", "lpips": "lpips"}
+PLOT_NAMES = {"psnr-rgb": "psnr", "ms-ssim-rgb-db": "ms-ssim", "ssimulacra2": "ssimulacra2", "lpips": "lpips",
+              "thumb-psnr": "thumb-psnr", "niqe": "niqe"}
+
+#: Columns of the matched-bytes table, when measured: fidelity, low-frequency fidelity, naturalness.
+MATCHED_COLUMNS = ("psnr-rgb", "ms-ssim-rgb", "thumb-psnr", "niqe")
 
 
 def compared_metrics(results: BenchResults) -> list[str]:
-    """Metrics used for BD and plots: everything measured, MS-SSIM only in its dB form."""
+    """Metrics plotted: everything measured, MS-SSIM only in its dB form."""
     return [m for m in results.metrics if m != "ms-ssim-rgb"]
+
+
+def bd_metrics(results: BenchResults) -> list[str]:
+    """Metrics with Bjøntegaard deltas: the plotted ones that compare the decode with the original.
+
+    A no-reference score (NIQE) is not a fidelity that grows with rate (a decode can score more
+    "natural" than its source), so a BD-rate over it would not mean "bits for the same quality".
+    """
+    return [m for m in compared_metrics(results) if M.needs_reference(m)]
 
 
 def _curve(c: CurveResult, metric: str) -> Curve:
@@ -50,31 +63,65 @@ def compare(
         for a in anchors:
             if a == t:
                 continue
-            for m in metrics or compared_metrics(results):
+            for m in metrics or bd_metrics(results):
                 ct, ca = _curve(results.curve(t), m), _curve(results.curve(a), m)
                 out.append(Comparison(t, a, m, bd_rate(ca, ct), bd_quality(ca, ct)))
     return out
 
 
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+def _largest_within(candidates: Sequence[Row], budget: int) -> Row | None:
+    """The setting with the biggest file of at most `budget` bytes: its best quality at that cost."""
+    fitting = [r for r in candidates if r.bytes <= budget]
+    return max(fitting, key=lambda r: r.bytes) if fitting else None
+
+
+def _anchor_at_bytes(results: BenchResults, anchor: str, test_rows: Sequence[Row], metrics: Sequence[str]
+                     ) -> dict[str, Any] | None:
+    """`anchor`'s means over images, each image at its largest file not larger than the test's.
+
+    None when some image has no setting that small: a mean over only the images that fit would
+    compare the anchor and the test on different images.
+    """
+    picks = []
+    for t in test_rows:
+        pick = _largest_within([r for r in results.rows if r.codec == anchor and r.image == t.image], t.bytes)
+        if pick is None:
+            return None
+        picks.append(pick)
+    return {
+        "bpp": _mean([r.bpp for r in picks]),
+        "qualities": [r.quality for r in picks],  # the setting picked for each image, in image order
+        **{m: _mean([r.metrics[m] for r in picks]) for m in metrics},
+    }
+
+
 def matched_bpp(
     results: BenchResults, tests: Sequence[str], anchors: Sequence[str], metrics: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
-    """For each point of each test curve: the test's quality and every anchor's at the same bpp.
+    """For each setting of each test codec: its means, and every anchor's at matched bytes.
 
-    Anchors are PCHIP-interpolated in log-bpp; None where the bpp is outside an anchor's range.
+    Matched per image: each anchor contributes, for every image, its setting whose file is the
+    largest not larger than the test's file of that image; the metrics of those picks are then
+    averaged over images like the test's own. No interpolation, so every number is measured.
+    An anchor is None at a test setting when one of the images has no anchor file that small.
     """
+    names = list(metrics or results.metrics)
     rows = []
     for t in tests:
-        ct = results.curve(t)
-        for i, q in enumerate(ct.qualities):
-            bpp = ct.results["bpp"][i]
-            for m in metrics or compared_metrics(results):
-                anchor_values = {
-                    a: quality_at_rate(_curve(results.curve(a), m), [bpp])[0] for a in anchors if a != t
-                }
-                row = {"codec": t, "quality": q, "bpp": bpp, "metric": m, "value": ct.results[m][i],
-                       "anchors": anchor_values}
-                rows.append(row)
+        curve = results.curve(t)
+        for q in curve.qualities:
+            own = [r for r in results.rows if r.codec == t and r.quality == q]
+            rows.append({
+                "codec": t,
+                "quality": q,
+                "bpp": _mean([r.bpp for r in own]),
+                **{m: _mean([r.metrics[m] for r in own]) for m in names},
+                "anchors": {a: _anchor_at_bytes(results, a, own, names) for a in anchors if a != t},
+            })
     return rows
 
 
@@ -136,7 +183,7 @@ def results_document(
                 }
                 for c in comparisons
             ],
-            "matched_bpp": list(matched),
+            "matched_bpp": list(matched),  # at matched bytes per image, see `matched_bpp`
             "per_image": [
                 {k: v for k, v in vars(r).items() if k != "metrics"} | r.metrics for r in results.rows
             ],
@@ -166,7 +213,8 @@ def write_json(doc: dict[str, Any], path: Path) -> None:
 
 
 def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str] = ()) -> bool:
-    """RD plot of `metric` over bpp (log axis) for every curve; False when matplotlib is missing."""
+    """RD plot of `metric` over bpp (log axis) for every curve; False when matplotlib is missing
+    or no curve has a finite point."""
     try:
         import matplotlib
 
@@ -176,6 +224,7 @@ def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str]
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     try:
+        plotted = 0
         for c in results.curves:
             pts = sorted(
                 (b, v) for b, v in zip(c.results["bpp"], c.results[metric])
@@ -183,8 +232,11 @@ def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str]
             )
             if not pts:
                 continue
+            plotted += 1
             style = "-" if c.name in tests else "--"  # classical anchors dashed, as CompressAI's plot does
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=c.name)
+        if not plotted:  # e.g. NIQE on images below its block size: an empty plot would only mislead
+            return False
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(M.label(metric))
@@ -245,7 +297,7 @@ def rd_table(results: BenchResults) -> Table:
         t.add_column(col, justify="left" if col == "codec" else "right")
     for c in results.curves:
         for i, q in enumerate(c.qualities):
-            digits = {"psnr-rgb": 2, "ms-ssim-rgb-db": 2, "ssimulacra2": 2}
+            digits = {"psnr-rgb": 2, "ms-ssim-rgb-db": 2, "ssimulacra2": 2, "thumb-psnr": 2, "niqe": 3}
             t.add_row(
                 c.name,
                 str(q),
@@ -272,16 +324,24 @@ def bd_table(comparisons: Sequence[Comparison]) -> Table:
     return t
 
 
-def matched_table(rows: Sequence[dict[str, Any]], metric: str = "psnr-rgb") -> Table:
-    """`metric` of each test point next to every anchor's, interpolated at the same bpp."""
-    rows = [r for r in rows if r["metric"] == metric]
-    t = Table(title=f"{M.label(metric)} at matched bpp (anchors interpolated; – = outside their range)")
-    names = list(dict.fromkeys(a for r in rows for a in r["anchors"]))
-    for col in ["codec", "q", "bpp", "itself", *names]:
-        t.add_column(col, justify="left" if col == "codec" else "right")
+def matched_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> Table:
+    """Each test setting, then every anchor at matched bytes (rows of `matched_bpp`).
+
+    Columns: `metrics`, by default PSNR, MS-SSIM, thumbnail PSNR and NIQE where measured.
+    """
+    measured = [m for m in (metrics or MATCHED_COLUMNS) if rows and m in rows[0]]
+    t = Table(title="At matched bytes: per image, each anchor's largest file ≤ the test's; means over images "
+                    "(– = an image has no anchor file that small)")
+    for col in ["codec", "q", "vs", "bpp", *[M.short_label(m) for m in measured]]:
+        t.add_column(col, justify="left" if col in ("codec", "vs") else "right")
+    digits = {"ms-ssim-rgb": 4, "niqe": 3}
     for r in rows:
-        t.add_row(
-            r["codec"], str(r["quality"]), _fmt(r["bpp"], 4), _fmt(r["value"], 2),
-            *[_fmt(r["anchors"].get(a), 2) for a in names],
-        )
+        t.add_row(r["codec"], str(r["quality"]), "itself", _fmt(r["bpp"], 4),
+                  *[_fmt(r[m], digits.get(m, 2)) for m in measured])
+        for name, a in r["anchors"].items():
+            if a is None:
+                t.add_row("", "", name, *["–"] * (1 + len(measured)))
+            else:
+                t.add_row("", "", name, _fmt(a["bpp"], 4), *[_fmt(a[m], digits.get(m, 2)) for m in measured])
+        t.add_section()
     return t

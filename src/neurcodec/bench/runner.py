@@ -191,7 +191,22 @@ def run_bench(
     rows.sort(key=lambda r: (order[r.codec], qorder[(r.codec, r.quality)], iorder[r.image]))
     present = list(rows[0].metrics) if rows else names
     curves = [summarize(c, qs, rows, present) for c, qs in sweeps]
-    return BenchResults([p.name for p in paths], present, rows, curves)
+    return BenchResults([p.name for p in paths], present, rows, curves, undefined_notes(rows, present))
+
+
+def undefined_notes(rows: Sequence[Row], metric_names: Sequence[str]) -> list[str]:
+    """One note per metric that has no value (NaN) on some image, naming the images.
+
+    Said out loud because such a metric's means over those images are NaN too.
+    """
+    notes = []
+    for m in metric_names:
+        images = list(dict.fromkeys(r.image for r in rows if math.isnan(r.metrics[m])))
+        if images:
+            shown = ", ".join(images[:5]) + (", ..." if len(images) > 5 else "")
+            notes.append(f"{m} is undefined on {len(images)} image(s) ({shown}): too small for it"
+                         f" or without texture; means over them are NaN")
+    return notes
 
 
 def _mean(values: list[float]) -> float:

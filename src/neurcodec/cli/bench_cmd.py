@@ -38,7 +38,7 @@ def bench(
     ),
     metrics: Annotated[
         str | None,
-        typer.Option("--metrics", help="Metrics to compute (default: psnr-rgb, ms-ssim-rgb and all optional ones present)."),
+        typer.Option("--metrics", help="Metrics to compute (default: psnr-rgb, ms-ssim-rgb, thumb-psnr, niqe and all optional ones present)."),
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="Device for neurcodec (cpu, cuda, mps).")] = None,
     no_neural: Annotated[bool, typer.Option("--no-neural", help="Classical anchors only.")] = False,
@@ -112,6 +112,8 @@ def bench(
             results = run_video_bench(images, plan.sweeps, frames, on_row=on_row)
         else:
             results = run_bench(images, plan.sweeps, metric_names, jobs=jobs, on_row=on_row)
+    for note in results.notes:  # from the run itself (e.g. a metric undefined on small images)
+        err.print(f"[yellow]note:[/] {note}")
     results.notes.extend(plan.notes)
     doc, written = write_reports(results, out, plan.tests, plan.anchors)
 
