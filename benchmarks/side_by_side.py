@@ -1,7 +1,8 @@
-"""Side-by-side pictures: original | JPEG q1 | AVIF at about neurcodec's size | neurcodec.
+"""Side-by-side pictures at equal bytes: original | shrink ×4 + AVIF | neurcodec | neurcodec sampled.
 
-Each panel is labelled with its codec and measured bpp, so the comparison is at (near) equal
-rate, not equal quality. Writes one PNG per image.
+The AVIF ×4 panel is Lanczos ×4 down, AVIF, ×4 up, at its highest quality whose file is not
+larger than neurcodec's; the last panel decodes the same neurcodec file with `--steps` (the
+sampled decode). Each panel is labelled with its codec and measured bpp. One PNG per image.
 
     python benchmarks/side_by_side.py ../shared/data/kodak/kodim{04,14,23}.png -o examples/
 """
@@ -23,18 +24,18 @@ def _bpp(data: bytes, image: Image.Image) -> float:
     return 8 * len(data) / (image.width * image.height)
 
 
-def avif_near(image: Image.Image, target_bytes: int) -> tuple[bytes, Image.Image]:
-    """The AVIF quality whose size is closest to `target_bytes` (AVIF's floor may be above it)."""
-    avif = make_codec("avif")
+def largest_within(name: str, image: Image.Image, budget: int) -> tuple[bytes, Image.Image, int] | None:
+    """Anchor `name`'s highest quality whose file is at most `budget` bytes (None if none is)."""
+    anchor = make_codec(name)
     best = None
-    for q in range(0, 101, 2):
-        data = avif.encode(image, q)
-        if best is None or abs(len(data) - target_bytes) < abs(len(best) - target_bytes):
-            best = data
-        if len(data) > target_bytes:
+    for q in range(0, 101):
+        data = anchor.encode(image, q)
+        if len(data) > budget:
             break
-    assert best is not None
-    return best, avif.decode(best, image.size)
+        best = (data, q)
+    if best is None:
+        return None
+    return best[0], anchor.decode(best[0], image.size), best[1]
 
 
 def panel(image: Image.Image, label: str) -> Image.Image:
@@ -52,32 +53,34 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, default=Path("examples"))
     parser.add_argument("--model", default=None)
     parser.add_argument("-q", "--quality", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=10, help="steps of the sampled panel")
+    parser.add_argument("--guidance", type=float, default=1.0, help="guidance of the sampled panel")
     args = parser.parse_args()
 
     codec = neurcodec.load(args.model)
-    jpeg = make_codec("jpeg")
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = []
     for path in args.images:
         image = Image.open(path).convert("RGB")
         ours = codec.encode(image, quality=args.quality)
         ours_img = codec.decode(ours)
-        jpeg_data = jpeg.encode(image, 1)
-        jpeg_img = jpeg.decode(jpeg_data, image.size)
-        avif_data, avif_img = avif_near(image, len(ours))
+        sampled_img = codec.decode(ours, steps=args.steps, guidance=args.guidance)
+        avif = largest_within("avif-x4", image, len(ours))
+        avif_panel = panel(avif[1], f"shrink x4 + AVIF q{avif[2]}  {_bpp(avif[0], image):.4f} bpp") if avif else panel(
+            Image.new("RGB", image.size), "shrink x4 + AVIF: no file this small")
+        default = codec.default_decode()
         panels = [
             panel(image, "original"),
-            panel(jpeg_img, f"JPEG q1  {_bpp(jpeg_data, image):.3f} bpp"),
-            panel(avif_img, f"AVIF  {_bpp(avif_data, image):.3f} bpp"),
-            panel(ours_img, f"neurcodec {codec.name}  {_bpp(ours, image):.3f} bpp"),
+            avif_panel,
+            panel(ours_img, f"neurcodec {codec.name}, {default.steps} step(s)  {_bpp(ours, image):.4f} bpp"),
+            panel(sampled_img, f"neurcodec {codec.name}, {args.steps} steps, guidance {args.guidance}  (same file)"),
         ]
         sheet = Image.new("RGB", (image.width * 2, image.height * 2))
         for i, p in enumerate(panels):
             sheet.paste(p, ((i % 2) * image.width, (i // 2) * image.height))
         target = args.out / f"side_by_side_{path.stem}.png"
         sheet.save(target, optimize=True)
-        summary.append({"image": path.name, "file": str(target), "neurcodec_bpp": _bpp(ours, image), "jpeg_q1_bpp": _bpp(jpeg_data, image), "avif_bpp": _bpp(avif_data, image)})
-        print(json.dumps(summary[-1]), flush=True)
+        print(json.dumps({"image": path.name, "file": str(target), "neurcodec_bpp": _bpp(ours, image),
+                          "avif_x4_bpp": _bpp(avif[0], image) if avif else None, "avif_x4_quality": avif[2] if avif else None}), flush=True)
 
 
 if __name__ == "__main__":

@@ -42,12 +42,15 @@ def load_codec(checkpoint: Path | None):
     from neurcodec.errors import WeightsError
 
     try:
-        return neurcodec.load("tiny"), "bundled tiny weights"
+        return neurcodec.load(), "bundled default weights"
     except WeightsError:
         pass
-    codec = neurcodec.load("tiny", pretrained=False)
+    codec = neurcodec.load(pretrained=False)
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        from neurcodec.models.effnet import EffNetStage
+
+        with torch.serialization.safe_globals([EffNetStage]):
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if state.get("phase") == "joint":
             codec.stage_a.load_state_dict(state["stage_a"])
             codec.encoder.load_state_dict(state["ema_encoder"])

@@ -60,6 +60,17 @@ def random_codec():
     entropy coding, the container, CFG sampling and stage A decoding. Registered as model
     "tiny" with its own weights digest, like any other build of the family.
     """
+    return _random_codec("micro", "tiny")
+
+
+@pytest.fixture(scope="session")
+def random_codec_f8():
+    """Like `random_codec`, for the tiny2 layout: an f8 TAESD-style stage A, an encoder that
+    reads its latent and carries the colour thumbnail (config micro2, registered as "tiny2")."""
+    return _random_codec("micro2", "tiny2")
+
+
+def _random_codec(config_name: str, family: str):
     import dataclasses
 
     import torch
@@ -69,8 +80,8 @@ def random_codec():
     from neurcodec.train import TrainConfig
     from neurcodec.weights import get_family, load_models
 
-    config = TrainConfig.load("micro")
-    spec = get_family("tiny")
+    config = TrainConfig.load(config_name)
+    spec = get_family(family)
     components = {
         name: dataclasses.replace(comp, config=getattr(config, name).to_dict())
         for name, comp in spec.components.items()

@@ -85,3 +85,15 @@ def test_bench_missing_folder_is_an_input_error(tmp_path: Path, monkeypatch, cap
     code = _run(["bench", str(tmp_path / "nope"), "--no-neural", "--out", str(tmp_path / "o")], monkeypatch)
     assert code == 3
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_an_anchor_sweep_can_be_given(images: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "out"
+    code = _run(["bench", str(images), "--no-neural", "--vs", "jpeg", "--anchor-quality", "jpeg=3,7", "--limit", "1",
+                 "--out", str(out), "--metrics", "psnr-rgb", "--json"], monkeypatch)
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted({r["quality"] for r in doc["per_image"]}) == [3, 7]
+    assert _run(["bench", str(images), "--no-neural", "--vs", "jpeg", "--anchor-quality", "webp=3",
+                 "--out", str(tmp_path / "o2")], monkeypatch) == 2
+    assert "--vs does not include" in capsys.readouterr().err

@@ -174,3 +174,55 @@ def test_one_step_samples_can_use_larger_crops_than_the_diffusion_batch(photos, 
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     joint = [entry for entry in log if entry["phase"] == "joint"]
     assert joint and all(0.0 <= entry["ms_ssim_1step"] <= 1.0 for entry in joint)
+
+
+@pytest.fixture
+def taesd_folder(tmp_path):
+    """A TAESD-style checkpoint pair of micro2's stage A shape, as published (.pth state dicts)."""
+    from neurcodec.models.taesd import TinyAutoencoder
+
+    cfg = TrainConfig.load("micro2").stage_a
+    model = TinyAutoencoder(cfg.c_hidden, cfg.c_latent, cfg.levels)
+    folder = tmp_path / "taesd"
+    folder.mkdir()
+    torch.save(model.encoder.half().state_dict(), folder / "taesd_encoder.pth")
+    torch.save(model.decoder.half().state_dict(), folder / "taesd_decoder.pth")
+    return folder
+
+
+def test_a_pretrained_stage_a_is_required_loaded_and_kept(photos, taesd_folder, tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(app, ["train", str(photos), "-c", "micro2", "-o", str(tmp_path / "none")])
+    assert isinstance(missing.exception, UsageError) and "--stage-a" in str(missing.exception)
+
+    model = tmp_path / "m.safetensors"
+    result = runner.invoke(
+        app, ["train", str(photos), "-c", "micro2", "--stage-a", str(taesd_folder), "-o", str(tmp_path / "a"), "--export", str(model)]
+    )
+    assert result.exit_code == 0, result.output
+    from safetensors.torch import load_file
+
+    exported = load_file(str(model))
+    published = torch.load(taesd_folder / "taesd_decoder.pth", weights_only=True)
+    assert all(torch.equal(exported[f"stage_a.decoder.{k}"], v) for k, v in published.items())  # frozen, shipped as is
+
+    # An exported model is itself a valid --stage-a source for a new run.
+    again = runner.invoke(app, ["train", str(photos), "-c", "micro2", "--stage-a", str(model), "-o", str(tmp_path / "b")])
+    assert again.exit_code == 0, again.output
+
+
+def test_a_resumed_run_reuses_its_cached_stage_a_latents(photos, taesd_folder, tmp_path):
+    config = TrainConfig.load("micro2")
+    messages: list[str] = []
+    first = Trainer(config, photos, tmp_path / "run", log=messages.append)
+    first.load_stage_a(taesd_folder)
+    with pytest.raises(KeyboardInterrupt):
+        first.run(progress=_StopAt("joint", 2))
+    assert any("caching" in m for m in messages)
+
+    messages.clear()
+    second = Trainer(config, photos, tmp_path / "run", log=messages.append)
+    second.load_checkpoint()
+    assert second.run() is True
+    assert not any("caching" in m for m in messages)
+    assert all(torch.equal(a, b) for a, b in zip(first.latent_cache, second.latent_cache))

@@ -40,7 +40,8 @@ from neurcodec.bitstream.container import SAMPLERS as FILE_SAMPLERS
 from neurcodec.diffusion import build_gdf, sample
 from neurcodec.errors import CorruptFileError, InputError, UsageError
 from neurcodec.models.effnet import effnet_input_size, effnet_preprocess
-from neurcodec.tiling import TileConfig, tiled_stage_a_decode, tiled_stage_b
+from neurcodec.models.thumbnail import match_thumbnail
+from neurcodec.tiling import TileConfig, tiled_stage_a_decode, tiled_stage_a_encode, tiled_stage_b
 from neurcodec.weights import FamilySpec, get_family
 
 ProgressFn = Callable[[int, int], None]
@@ -112,6 +113,22 @@ def sampler_name(name: str) -> str:
     if key not in FILE_SAMPLERS:
         raise UsageError(f"unknown sampler {name!r}; choose one of {', '.join(FILE_SAMPLERS)}")
     return key
+
+
+def encoder_latent(
+    encoder: torch.nn.Module, stage_a: torch.nn.Module, pixels: torch.Tensor, tiling: TileConfig | None = None
+) -> torch.Tensor:
+    """[0,1] image batch (sides multiples of 32) → the conditioning latent. An encoder reads
+    either the ImageNet-normalised pixels or (in_channels != 3) stage A's latent of them, in
+    tiles above `tiling`'s threshold; one that carries a colour thumbnail also takes the pixels.
+    Training and inference both use this."""
+    if encoder.in_channels == 3:
+        features = effnet_preprocess(pixels)
+    elif tiling is not None and tiling.wants_tiles([side // stage_a.downscale for side in pixels.shape[-2:]]):
+        features = tiled_stage_a_encode(stage_a, pixels, tiling).to(pixels.dtype)
+    else:
+        features = stage_a.encode(pixels)[0]
+    return encoder(features, pixels)
 
 
 class Codec:
@@ -207,10 +224,15 @@ class Codec:
         array = np.asarray(rgb.convert("RGB"), dtype=np.float32) / 255.0
         return torch.from_numpy(array).permute(2, 0, 1)[None].to(self.device)
 
-    @staticmethod
-    def padded_size(width: int, height: int) -> tuple[int, int]:
-        """The size the models see: each side rounded up to a multiple of 32, at least 64."""
-        return tuple(max(MIN_SIDE, math.ceil(side / PAD_MULTIPLE) * PAD_MULTIPLE) for side in (width, height))
+    @property
+    def min_side(self) -> int:
+        """The smallest side stage B's levels can halve down to: 64 for an f4 stage A, 128 for f8."""
+        levels = len(self.stage_b.down_blocks)
+        return max(MIN_SIDE, self.stage_a.downscale * self.stage_b.embedding[0].downscale_factor * 2 ** (levels - 1))
+
+    def padded_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size the models see: each side rounded up to a multiple of 32, at least `min_side`."""
+        return tuple(max(self.min_side, math.ceil(side / PAD_MULTIPLE) * PAD_MULTIPLE) for side in (width, height))
 
     def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
         pw, ph = self.padded_size(width, height)
@@ -227,8 +249,16 @@ class Codec:
         size = effnet_input_size(ph, pw, self.effnet_factor)
         if size != (ph, pw):
             padded = F.interpolate(padded, size=size, mode="nearest")
-        latent = self.encoder(self._layout(effnet_preprocess(padded).to(self.dtype)))
-        return latent.float().cpu()
+        with self._autocast():
+            return encoder_latent(self.encoder, self.stage_a, self._layout(padded.to(self.dtype)), self.tiling).float().cpu()
+
+    def finish_pixels(self, latent: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """Stage A's output → the final [0,1] image: matched to the thumbnail the latent carries
+        (models that carry one), then clamped. `latent` (B,16,h,w), `pixels` (B,3,32h,32w)."""
+        thumb = self.encoder.thumbnail(latent.to(pixels.device).float())
+        if thumb is not None:
+            pixels = match_thumbnail(pixels.float(), thumb)
+        return pixels.float().clamp(0, 1)
 
     @torch.inference_mode()
     def generate(
@@ -245,7 +275,7 @@ class Codec:
         """
         width, height = size
         pw, ph = self.padded_size(width, height)
-        latent_hw = (ph // 4, pw // 4)
+        latent_hw = (ph // self.stage_a.downscale, pw // self.stage_a.downscale)
         tiled = self.tiling is not None and self.tiling.wants_tiles(latent_hw)
         cond = latent.to(self.device, self.dtype)
         clip = self.clip_uncond.to(self.device, self.dtype).reshape(1, 1, -1)
@@ -294,8 +324,9 @@ class Codec:
         if base is not None:  # the sampler generated the residual around the direct estimate
             z = z + base.float()
         z = self._layout(z.to(self.dtype))
-        pixels = tiled_stage_a_decode(self.stage_a, z, self.tiling) if tiled else self.stage_a.decode(z)
-        pixels = pixels.float().clamp(0, 1)
+        with self._autocast():  # the family's measured choice covers stage A too (TAEF2: 2× in bf16)
+            pixels = tiled_stage_a_decode(self.stage_a, z, self.tiling) if tiled else self.stage_a.decode(z)
+        pixels = self.finish_pixels(latent, pixels)
         return pixels[:, :, :height, :width].cpu()
 
     # ------------------------------------------------------------------ bytes level

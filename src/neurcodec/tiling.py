@@ -36,6 +36,7 @@ __all__ = [
     "tiled_map",
     "tiled_stage_b",
     "tiled_stage_a_decode",
+    "tiled_stage_a_encode",
 ]
 
 Span = tuple[int, int]  # [start, stop) along one axis
@@ -184,10 +185,23 @@ def tiled_stage_b(
 
 
 def tiled_stage_a_decode(stage_a: torch.nn.Module, z: Tensor, config: TileConfig) -> Tensor:
-    """`stage_a.decode(z)` computed on latent tiles and blended at pixel resolution (Stage A is
-    f4: a latent pixel decodes to 4×4 image pixels)."""
+    """`stage_a.decode(z)` computed on latent tiles and blended at pixel resolution (a latent
+    pixel decodes to downscale × downscale image pixels)."""
 
     def one(tile: Tensor, rows: slice, cols: slice) -> Tensor:
         return stage_a.decode(tile)
 
-    return tiled_map(one, z, tile=config.stage_a_tile, overlap=config.stage_a_overlap, scale=4)
+    return tiled_map(one, z, tile=config.stage_a_tile, overlap=config.stage_a_overlap, scale=stage_a.downscale)
+
+
+def tiled_stage_a_encode(stage_a: torch.nn.Module, pixels: Tensor, config: TileConfig) -> Tensor:
+    """`stage_a.encode(pixels)[0]` computed on overlapping pixel tiles and blended at latent
+    resolution (an encoder that reads stage A's latent needs it for the whole image: at 8K
+    the full-resolution activations of the TAESD encoder alone would take tens of GB)."""
+    d = stage_a.downscale
+    grid = pixels.new_zeros(1, 1, pixels.shape[-2] // d, pixels.shape[-1] // d)
+
+    def one(tile: Tensor, rows: slice, cols: slice) -> Tensor:
+        return stage_a.encode(pixels[..., rows.start * d : rows.stop * d, cols.start * d : cols.stop * d])[0]
+
+    return tiled_map(one, grid, tile=config.stage_a_tile, overlap=config.stage_a_overlap)

@@ -1,4 +1,5 @@
-"""Training: stage A (VQGAN f4) first, then the encoder and stage B jointly under the diffusion loss.
+"""Training: stage A (a VQGAN f4 trained here, or a pretrained autoencoder loaded with
+`load_stage_a`), then the encoder and stage B jointly under the diffusion loss.
 
 The recipe is "sample what you can't compress": the EfficientNet latent is quantised (with the
 same rounding the bitstream uses, or its uniform-noise proxy) and dropped to zeros with a small
@@ -27,8 +28,8 @@ from torch import Tensor, nn
 
 from neurcodec.diffusion import GDFConfig, build_gdf
 from neurcodec.errors import InputError, UsageError
-from neurcodec.models.configs import EffNetConfig, StageAConfig, StageBConfig, config_from_dict
-from neurcodec.models.effnet import effnet_preprocess
+from neurcodec.models.configs import EffNetConfig, StageAConfig, StageBConfig, TaesdConfig, config_from_dict
+from neurcodec.models.thumbnail import match_thumbnail
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -48,7 +49,7 @@ class TrainConfig:
     """One training recipe: the three model configs plus both phases' hyperparameters."""
 
     name: str
-    stage_a: StageAConfig
+    stage_a: StageAConfig | TaesdConfig
     encoder: EffNetConfig
     stage_b: StageBConfig
     stage_a_phase: PhaseConfig
@@ -71,6 +72,14 @@ class TrainConfig:
     # Crop side for the one-step samples (0: the joint phase's own crops, reused). Larger crops
     # let the 5-scale MS-SSIM use the metric's 11-px window and see whole-object structure.
     one_step_crop: int = 0
+    # Keeps the direct head's estimate near the true latent (MSE in latent space): the pixel
+    # loss alone cannot, where stage A's decoder saturates (TAESD soft-clamps its input), and
+    # an estimate drifting out of range makes the residual stage B learns explode.
+    direct_latent_weight: float = 0.0
+    # Mixed precision of the joint step's forward passes ("bfloat16" or None = fp32) and the
+    # conv memory layout: measured faster on these CPUs (benchmarks/train_speed.py).
+    autocast: str | None = None
+    channels_last: bool = False
     checkpoint_minutes: float = 5.0
 
     @classmethod
@@ -86,7 +95,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)
-        data["stage_a"] = config_from_dict({"kind": "stage_a", **data["stage_a"]})
+        data["stage_a"] = config_from_dict({"kind": "stage_a", **data["stage_a"]})  # "kind": "taesd" wins
         data["encoder"] = config_from_dict({"kind": "effnet", **data["encoder"]})
         data["stage_b"] = config_from_dict({"kind": "stage_b", **data["stage_b"]})
         data["stage_a_phase"] = PhaseConfig(**data["stage_a_phase"])
@@ -99,8 +108,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("stage_a", "encoder", "stage_b"):
+        for key in ("encoder", "stage_b"):
             out[key] = {k: v for k, v in getattr(self, key).to_dict().items() if k != "kind"}
+        out["stage_a"] = self.stage_a.to_dict()  # its kind says which stage A (VQGAN or TAESD)
         return out
 
 
@@ -212,8 +222,49 @@ class Trainer:
         self.elapsed = 0.0  # seconds of training, summed over resumed runs
         self.prior_joint_steps = 0  # joint steps of the model given to --init
         self.latent_scale: float | None = None
+        self.stage_a_source: str | None = None  # where pretrained stage A weights came from
         self.images: list[Tensor] | None = None
         self.latent_cache: list[Tensor] | None = None
+        if config.channels_last:
+            for module in (self.stage_a, self.encoder, self.stage_b, self.ema_encoder, self.ema_stage_b):
+                module.to(memory_format=torch.channels_last)
+
+    @property
+    def downscale(self) -> int:
+        return self.stage_a.downscale
+
+    @property
+    def pretrained_stage_a(self) -> bool:
+        """A stage A that is not trained here (its phase has no steps): it must be loaded."""
+        return self.config.stage_a_phase.steps == 0
+
+    def autocast(self):
+        dtype = {"bfloat16": torch.bfloat16, None: None}[self.config.autocast]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def load_stage_a(self, path: Path) -> None:
+        """Pretrained stage A weights: a folder with a TAESD pair (`*_encoder.pth`,
+        `*_decoder.pth`) or a model exported by `--export` (its `stage_a.` tensors)."""
+        path = Path(path)
+        if path.is_dir():
+            state = {}
+            for part in ("encoder", "decoder"):
+                found = sorted(path.glob(f"*_{part}.pth"))
+                if len(found) != 1:
+                    raise InputError(f"--stage-a: expected one *_{part}.pth in {path}, found {len(found)}")
+                tensors = torch.load(found[0], map_location="cpu", weights_only=True)
+                state.update({f"{part}.{k}": v for k, v in tensors.items()})
+        elif path.suffix == ".safetensors" and path.is_file():
+            from safetensors.torch import load_file
+
+            state = {k[len("stage_a."):]: v for k, v in load_file(str(path)).items() if k.startswith("stage_a.")}
+        else:
+            raise InputError(f"--stage-a: {path} is neither a folder of .pth files nor a .safetensors model")
+        try:
+            self.stage_a.load_state_dict({k: v.float() for k, v in state.items()})
+        except RuntimeError as exc:
+            raise InputError(f"--stage-a: {path} does not fit stage A of config {self.config.name!r}: {str(exc).splitlines()[0]}") from None
+        self.stage_a_source = str(path)
 
     # ---------------------------------------------------------------- checkpointing
     @property
@@ -222,12 +273,13 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "config": self.config.to_dict(),
+            "config": json.loads(json.dumps(self.config.to_dict())),  # plain types: loads with weights_only
             "phase": self.phase,
             "step": self.step,
             "elapsed": self.elapsed,
             "prior_joint_steps": self.prior_joint_steps,
             "latent_scale": self.latent_scale,
+            "stage_a_source": self.stage_a_source,
             "stage_a": self.stage_a.state_dict(),
             "encoder": self.encoder.state_dict(),
             "stage_b": self.stage_b.state_dict(),
@@ -246,7 +298,12 @@ class Trainer:
         os.replace(tmp, self.checkpoint_path)
 
     def load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        from neurcodec.models.effnet import EffNetStage
+
+        # weights_only: a planted checkpoint runs no code. EffNetStage: in older checkpoints' configs.
+        with torch.serialization.safe_globals([EffNetStage]):
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        self.stage_a_source = state.get("stage_a_source")
         for name in ("stage_a", "encoder", "stage_b", "ema_encoder", "ema_stage_b"):
             getattr(self, name).load_state_dict(state[name])
         self.opt_a.load_state_dict(state["opt_a"])
@@ -292,6 +349,7 @@ class Trainer:
                 module.load_state_dict(state)
         self.latent_scale = float(meta["stage_a"]["scale_factor"])
         self.stage_a.scale_factor = self.latent_scale
+        self.stage_a_source = str(path)
         self.phase, self.step = "joint", 0
         record = meta.get("training", {})
         self.elapsed = float(record.get("train_seconds", 0.0))
@@ -342,47 +400,63 @@ class Trainer:
         # Every joint run (fresh, resumed or --init) starts here: stage A trains no further.
         self.stage_a.eval().requires_grad_(False)
         self.opt_a.zero_grad(set_to_none=True)
+        # A run folder keeps them on disk: a resumed run (a new process) skips recomputing.
+        key = {"stage_a": self.stage_a_source, "scale": self.latent_scale, "sizes": [list(img.shape) for img in self.images]}
+        path = self.out_dir / "latent_cache.pt"
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if saved.get("key") == key:
+                self.latent_cache = saved["latents"]
+                return
         self.log("caching stage A latents of the training images")
         cache = []
+        d = self.downscale
         for img in self.images:
-            h, w = img.shape[1] // 4 * 4, img.shape[2] // 4 * 4  # stage A needs multiples of 4
+            h, w = img.shape[1] // d * d, img.shape[2] // d * d  # stage A needs multiples of d
             x = img[:, :h, :w].float()[None].to(self.device) / 255.0
-            cache.append(self.stage_a.encode(x)[0][0].cpu())
+            with self.autocast():  # targets in bf16 precision, where training runs in it anyway
+                cache.append(self.stage_a.encode(self._layout(x))[0][0].float().contiguous().cpu())
         self.latent_cache = cache
+        if self.stage_a_source is not None:  # only pretrained stage A latents are worth keeping
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"key": key, "latents": cache}, path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
 
     def joint_step(self, sampler: CropSampler) -> dict[str, float]:
         cfg, phase = self.config, self.config.joint_phase
         assert self.latent_cache is not None
         for group in self.opt_b.param_groups:
             group["lr"] = lr_at(self.step, phase)
-        pos = sampler.positions(phase.batch_size)
-        x = sampler.pixels(pos).to(self.device)
-        q = phase.crop // 4
-        z0 = []
-        for i, y, xx, flip in pos:
-            z = self.latent_cache[i][:, y // 4 : y // 4 + q, xx // 4 : xx // 4 + q]
-            z0.append(z.flip(-1) if flip else z)
-        z0 = torch.stack(z0).to(self.device)
+        x, z0 = self.crops(sampler, phase.batch_size)
         self.encoder.train()
         self.stage_b.train()
-        quantized = self.encode_for_training(x)
+        with self.autocast():
+            quantized = self.encode_for_training(x, z0)
         keep = (torch.rand(quantized.shape[0], 1, 1, 1, device=quantized.device) >= cfg.cond_dropout).to(quantized.dtype)
         latent = quantized * keep  # dropped for CFG; the head and the one-step loss always see it
         # With a direct head, stage B learns the residual around the head's estimate (SWYCC);
         # the head itself learns from the one-step pixel loss below.
-        base = self.stage_b.direct_estimate(quantized, z0.shape[-2:])
+        with self.autocast():
+            base = self.stage_b.direct_estimate(quantized, z0.shape[-2:])
+        base = None if base is None else base.float()
         diffused = self.gdf.diffuse(z0 if base is None else z0 - base.detach())
         clip = torch.zeros(latent.shape[0], cfg.stage_b.c_clip, device=self.device)
-        pred = self.stage_b(diffused.x_t, diffused.noise_cond, latent, clip)
-        per_sample = F.mse_loss(pred, diffused.target, reduction="none").mean(dim=(1, 2, 3))
+        with self.autocast():
+            pred = self.stage_b(self._layout(diffused.x_t), diffused.noise_cond, latent, clip)
+        per_sample = F.mse_loss(pred.float(), diffused.target, reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * diffused.loss_weight).mean()
         stats = {"mse": per_sample.mean().item()}
+        if base is not None and cfg.direct_latent_weight > 0:
+            direct = F.mse_loss(base, z0)
+            loss = loss + cfg.direct_latent_weight * direct
+            stats["direct_mse"] = direct.item()
         if cfg.one_step_weight > 0 and cfg.one_step_batch > 0:
             if cfg.one_step_crop and cfg.one_step_crop != phase.crop:
                 own = CropSampler(sampler.images, cfg.one_step_crop, sampler.align, self.rng)
-                xs = own.pixels(own.positions(cfg.one_step_batch)).to(self.device)
-                qs = self.encode_for_training(xs)
-                bs = self.stage_b.direct_estimate(qs, (xs.shape[-2] // 4, xs.shape[-1] // 4))
+                xs, zs = self.crops(own, cfg.one_step_batch)
+                with self.autocast():
+                    qs = self.encode_for_training(xs, zs)
+                    bs = self.stage_b.direct_estimate(qs, zs.shape[-2:])
                 clip_s = torch.zeros(xs.shape[0], cfg.stage_b.c_clip, device=self.device)
             else:
                 n = min(cfg.one_step_batch, latent.shape[0])
@@ -400,22 +474,50 @@ class Trainer:
         ema_update(self.ema_stage_b, self.stage_b, decay)
         return {"loss": loss.item(), **stats}
 
-    def encode_for_training(self, x: Tensor) -> Tensor:
-        """The encoder latent of pixel crops, quantized as the bitstream will quantize it."""
+    def _layout(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+
+    def crops(self, sampler: CropSampler, batch: int) -> tuple[Tensor, Tensor]:
+        """Pixel crops and the matching crops of the cached stage A latents."""
+        assert self.latent_cache is not None
+        d = self.downscale
+        pos = sampler.positions(batch)
+        x = sampler.pixels(pos).to(self.device)
+        q = sampler.crop // d
+        z0 = []
+        for i, y, xx, flip in pos:
+            z = self.latent_cache[i][:, y // d : y // d + q, xx // d : xx // d + q]
+            z0.append(z.flip(-1) if flip else z)
+        return self._layout(x), self._layout(torch.stack(z0).to(self.device))
+
+    def encode_for_training(self, x: Tensor, z0: Tensor) -> Tensor:
+        """The encoder latent of pixel crops (whose stage A latents are `z0`), quantized as the
+        bitstream will quantize it. The thumbnail channels are quantized like the rest."""
+        from neurcodec.codec import encoder_latent
+
         cfg = self.config
-        effnet_in = x if cfg.effnet_factor == 1.0 else F.interpolate(x, scale_factor=cfg.effnet_factor, mode="nearest")
-        return quantize_for_training(self.encoder(effnet_preprocess(effnet_in)), cfg.step_range, cfg.round_fraction)
+        if self.encoder.in_channels != 3:
+            latent = self.encoder(z0, x)  # what encoder_latent computes, from the cache
+        else:
+            effnet_in = x if cfg.effnet_factor == 1.0 else F.interpolate(x, scale_factor=cfg.effnet_factor, mode="nearest")
+            latent = encoder_latent(self.encoder, self.stage_a, effnet_in)
+        return quantize_for_training(latent.float(), cfg.step_range, cfg.round_fraction)
 
     def one_step_pixel_loss(self, latent: Tensor, x: Tensor, clip: Tensor, base: Tensor | None = None) -> tuple[Tensor, float]:
         """Pixel loss of the decode a sampler's first step makes: x0 from pure noise at t = 1
         (plus the direct head's estimate `base`, when the model has a head)."""
         from pytorch_msssim import ms_ssim
 
-        noise = torch.randn(x.shape[0], self.config.stage_a.c_latent, x.shape[2] // 4, x.shape[3] // 4, device=self.device)
+        d = self.downscale
+        noise = torch.randn(x.shape[0], self.config.stage_a.c_latent, x.shape[2] // d, x.shape[3] // d, device=self.device)
         log_snr = self.gdf.schedule(torch.ones(x.shape[0])).to(self.device)
-        pred = self.stage_b(noise, self.gdf.noise_cond(log_snr), latent, clip)
-        z0, _ = self.gdf.undiffuse(noise, log_snr, pred)
-        pixels = self.stage_a.decode(z0 if base is None else z0 + base)
+        with self.autocast():
+            pred = self.stage_b(self._layout(noise), self.gdf.noise_cond(log_snr), latent, clip)
+        z0, _ = self.gdf.undiffuse(noise, log_snr, pred.float())
+        with self.autocast():
+            pixels = self.stage_a.decode(self._layout(z0 if base is None else z0 + base.float()))
+        thumb = self.encoder.thumbnail(latent)
+        pixels = pixels.float() if thumb is None else match_thumbnail(pixels.float(), thumb)
         # Five scales need crop > 16·(window − 1): 7-px windows at 128² (the metric uses 11 on whole images).
         window = min(11, (min(x.shape[-2:]) - 1) // 16 + 1)
         window -= 1 - window % 2  # odd
@@ -435,6 +537,8 @@ class Trainer:
         try:
             while True:
                 if self.phase == "stage_a" and self.step >= cfg.stage_a_phase.steps:
+                    if self.pretrained_stage_a and self.stage_a_source is None:
+                        raise UsageError(f"config {cfg.name!r} uses a pretrained stage A: give its weights with --stage-a")
                     self.finish_stage_a()
                     self.phase, self.step = "joint", 0
                     self.save_checkpoint()
@@ -447,9 +551,11 @@ class Trainer:
                     self.save_checkpoint()
                     return False
                 phase_cfg = cfg.stage_a_phase if self.phase == "stage_a" else cfg.joint_phase
+                if self.phase == "joint" and self.latent_scale is not None and self.pretrained_stage_a and self.stage_a_source is None:
+                    raise UsageError(f"config {cfg.name!r} uses a pretrained stage A: give its weights with --stage-a")
                 if self.phase == "joint" and self.latent_cache is None:
                     self.build_latent_cache()
-                sampler = CropSampler(self.images, phase_cfg.crop, 4, self.rng)
+                sampler = CropSampler(self.images, phase_cfg.crop, self.downscale, self.rng)
                 t0 = time.monotonic()
                 stats = self.stage_a_step(sampler) if self.phase == "stage_a" else self.joint_step(sampler)
                 self.elapsed += time.monotonic() - t0
@@ -478,7 +584,7 @@ class Trainer:
         tensors: dict[str, Tensor] = {}
         for prefix, module in (("stage_a.", self.stage_a), ("encoder.", self.ema_encoder), ("stage_b.", self.ema_stage_b)):
             for key, value in module.state_dict().items():
-                value = value.detach().cpu()
+                value = value.detach().cpu().contiguous()  # channels_last training: pack to plain layout
                 tensors[prefix + key] = value.to(dtype) if value.is_floating_point() else value
         tensors["clip_uncond"] = torch.zeros(1, 1, self.config.stage_b.c_clip, dtype=dtype)
         stage_a = replace(self.config.stage_a, scale_factor=self.latent_scale)
@@ -493,6 +599,7 @@ class Trainer:
                 "config": self.config.name,
                 "phase": self.phase,
                 "stage_a_steps": self.config.stage_a_phase.steps if self.phase != "stage_a" else self.step,
+                **({"stage_a_source": self.stage_a_source} if self.pretrained_stage_a else {}),
                 "joint_steps": self.prior_joint_steps + joint,
                 "train_seconds": round(self.elapsed),
                 **(record or {}),

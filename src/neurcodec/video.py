@@ -190,7 +190,7 @@ def _generate_distinct(
     width, height = size
     batch = latents.shape[0]
     pw, ph = codec.padded_size(width, height)
-    latent_hw = (ph // 4, pw // 4)
+    latent_hw = (ph // codec.stage_a.downscale, pw // codec.stage_a.downscale)
     cond = latents.to(codec.device, codec.dtype)
     clip = codec.clip_uncond.to(codec.device, codec.dtype).reshape(1, 1, -1).expand(batch, -1, -1)
     guided = settings.guidance > 1.0
@@ -220,20 +220,22 @@ def _generate_distinct(
         x_init = codec.gdf.diffuse(start, t=t_start, noise=noise0).x_t
     else:
         t_start = 1.0
-    z = sample(
-        model,
-        x_init,
-        codec.gdf,
-        steps=settings.steps,
-        sampler=SAMPLER_FUNCS[settings.sampler],
-        t_start=t_start,
-        cfg=settings.guidance if guided else None,
-        cfg_rho=settings.cfg_rescale,
-        noise_fn=shared_noise,
-    )
-    if base is not None:
-        z = z + base
-    pixels = codec.stage_a.decode(z.to(codec.dtype)).float().clamp(0, 1)
+    with codec._autocast():  # the family's measured precision, as in the image decode
+        z = sample(
+            model,
+            x_init,
+            codec.gdf,
+            steps=settings.steps,
+            sampler=SAMPLER_FUNCS[settings.sampler],
+            t_start=t_start,
+            cfg=settings.guidance if guided else None,
+            cfg_rho=settings.cfg_rescale,
+            noise_fn=shared_noise,
+        )
+        if base is not None:
+            z = z + base
+        decoded = codec.stage_a.decode(z.to(codec.dtype))
+    pixels = codec.finish_pixels(latents, decoded)
     return pixels[:, :, :height, :width].cpu(), z
 
 

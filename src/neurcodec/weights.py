@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 Where = Literal["bundled", "cached", "remote", "missing"]
 
 # Component name -> the config `kind` of `neurcodec.models.configs` it must hold.
-COMPONENTS = {"stage_a": "stage_a", "encoder": "effnet", "stage_b": "stage_b"}
+COMPONENTS = {"stage_a": ("stage_a", "taesd"), "encoder": ("effnet",), "stage_b": ("stage_b",)}
 CLIP_FILENAME = "clip_uncond.safetensors"
 CLIP_KEY = "clip_uncond"
 
@@ -174,10 +174,10 @@ class FamilySpec:
                 f"registry entry {self.name!r} must define components {', '.join(COMPONENTS)}"
             )
         for comp in self.components.values():
-            if comp.config.get("kind") != COMPONENTS[comp.name]:
+            if comp.config.get("kind") not in COMPONENTS[comp.name]:
                 raise WeightsError(
                     f"registry entry {self.name!r}: {comp.name} config must have kind "
-                    f"{COMPONENTS[comp.name]!r}, found {comp.config.get('kind')!r}"
+                    f"{' or '.join(map(repr, COMPONENTS[comp.name]))}, found {comp.config.get('kind')!r}"
                 )
             if comp.file not in self.files:
                 raise WeightsError(f"registry entry {self.name!r}: unknown file {comp.file!r}")

@@ -61,7 +61,7 @@ _F_VIDEO, _F_DECODE, _F_NAME = 0x01, 0x02, 0x04
 _F_RESERVED = 0xC0
 
 # Fixed code tables: part of the format, append-only.
-MODEL_CODES: dict[int, str] = {1: "tiny", 2: "stable-cascade-lite", 3: "stable-cascade"}
+MODEL_CODES: dict[int, str] = {1: "tiny", 2: "stable-cascade-lite", 3: "stable-cascade", 4: "tiny2"}
 MODES: tuple[str, ...] = ("RGB", "L", "RGBA", "LA", "I;16", "I", "F", "CMYK", "P", "1", "YCbCr")
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpmpp-2m")
 GUIDANCE_UNIT = 16  # guidance stored as round(g * 16)

@@ -24,12 +24,16 @@ def bench(
         ),
     ] = "jpeg,webp,avif",
     frames: Annotated[int | None, typer.Option("--frames", min=1, help="Videos: use only the first N frames of each clip.")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="neurcodec model to benchmark.")] = "tiny",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="neurcodec model to benchmark (default: the bundled default model).")] = None,
     quality: Annotated[
         str | None, typer.Option("--quality", "-q", help="neurcodec -q sweep (default 0,10,20,30,50).")
     ] = None,
     steps: Annotated[
         str | None, typer.Option("--steps", help="Decode step counts, one curve each, e.g. 10,30.")
+    ] = None,
+    anchor_quality: Annotated[
+        list[str] | None,
+        typer.Option("--anchor-quality", help="An anchor's quality sweep instead of its default, NAME=Q,Q,... (repeatable), e.g. avif-x4=0,2,4,6,8,10,15,20."),
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the classical codecs.")] = 1,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N images.")] = None,
@@ -60,6 +64,7 @@ def bench(
         write_reports,
     )
     from neurcodec.bench import metrics as M
+    from neurcodec.weights import default_family
 
     err = Console(stderr=True)
     if (out / "results.json").exists() and not overwrite:
@@ -81,11 +86,15 @@ def bench(
     images = find_clips(directory, limit) if video else find_images(directory, limit)
     config = BenchConfig(
         anchors=parse_list(vs, str) or [],
-        model=None if no_neural else model,
+        model=None if no_neural else (model or default_family()),
         qualities=parse_list(quality),
         steps=parse_list(steps) or [None],
         device=device,
+        anchor_qualities=_anchor_qualities(anchor_quality or []),
     )
+    stray = sorted(set(config.anchor_qualities) - set(config.anchors))
+    if stray:
+        raise UsageError(f"--anchor-quality names {', '.join(stray)}, which --vs does not include")
     plan = make_video_plan(config) if video else make_plan(config)
     for note in plan.notes:
         err.print(f"[yellow]note:[/] {note}")
@@ -127,3 +136,17 @@ def bench(
     err.print(f"wrote {', '.join(str(p) for p in written)}")
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
+def _anchor_qualities(specs: list[str]) -> dict[str, list[int]]:
+    """["avif-x4=0,2,4"] → {"avif-x4": [0, 2, 4]}."""
+    from neurcodec.bench import parse_list
+
+    out = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        qualities = parse_list(values)
+        if not sep or not name or not qualities:
+            raise UsageError(f"--anchor-quality wants NAME=Q,Q,..., got {spec!r}")
+        out[name] = qualities
+    return out

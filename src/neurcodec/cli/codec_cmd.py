@@ -297,7 +297,7 @@ def encode(
     bpp: Annotated[
         float | None, typer.Option("--bpp", help="Target bits per pixel instead of -q.")
     ] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model family (see `neurcodec models`).")] = "tiny",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model family (see `neurcodec models`; default: the bundled default model).")] = None,
     gop: Annotated[int | None, typer.Option("--gop", min=1, max=1024, help="Video: intra refresh every N frames (default 32).")] = None,
     fps: Annotated[float | None, typer.Option("--fps", min=0.001, help="Video: frame rate for inputs without timing (raw .h264).")] = None,
     steps: StepsOpt = None,
@@ -321,6 +321,10 @@ def encode(
         overwrite, json_lines,
     )
     runtime = _Runtime(device.value, dtype.value if dtype else None, threads)
+    if model is None:
+        from neurcodec.weights import default_family
+
+        model = default_family()
     settings = dict(
         quality=quality, bpp=bpp, seed=seed, steps=steps, guidance=guidance,
         sampler=sampler.value if sampler else None,

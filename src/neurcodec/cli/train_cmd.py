@@ -18,13 +18,14 @@ from neurcodec.cli import app
     epilog=(
         "Examples:\n\n"
         "  neurcodec train data/train --config tiny -o runs/tiny            # ~2 h on 2 CPU cores\n\n"
+        "  neurcodec train data/train --config tiny2 --stage-a taef2/ -o runs/tiny2  # pretrained stage A\n\n"
         "  neurcodec train data/train --config tiny -o runs/tiny --resume   # continue after a stop\n\n"
         "  neurcodec train data/train -o runs/tiny --resume --export tiny.safetensors  # ship it"
     )
 )
 def train(
     data: Annotated[Path, typer.Argument(help="Folder of training images (searched recursively).")],
-    config: Annotated[str, typer.Option("--config", "-c", help="Training config: a name in neurcodec/configs (tiny, micro) or a .json path.")] = "tiny",
+    config: Annotated[str, typer.Option("--config", "-c", help="Training config: a name in neurcodec/configs (tiny2: the default model; tiny; micro, micro2: test sizes) or a .json path.")] = "tiny2",
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint.pt, log.jsonl, exported model.")] = Path("runs/tiny"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop (with a checkpoint) after this many minutes.")] = None,
@@ -35,6 +36,7 @@ def train(
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from a model exported by --export (same config): keep its stage A, continue the encoder + stage B from step 0 of the joint phase.")] = None,
     joint_steps: Annotated[Optional[int], typer.Option("--joint-steps", min=1, help="Override the config's number of joint (encoder + stage B) steps.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="Override the config's peak learning rate of the joint phase (e.g. lower for a fine-tune with --init).")] = None,
+    stage_a: Annotated[Optional[Path], typer.Option("--stage-a", help="Pretrained stage A weights, for configs that do not train their own (tiny2): a folder with a TAESD *_encoder.pth/*_decoder.pth pair, or an exported model whose stage A to reuse.")] = None,
     register: Annotated[bool, typer.Option("--register", help="With --export: record the exported file (configs, size, sha256, training record) in weights.json under the config's name.")] = False,
 ) -> None:
     """Train stage A, then the encoder and stage B jointly under the diffusion loss."""
@@ -62,6 +64,10 @@ def train(
         console.print(f"resumed at phase {trainer.phase}, step {trainer.step}")
     elif trainer.checkpoint_path.exists():
         raise UsageError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+    if stage_a is not None:
+        if resume or init is not None:
+            raise UsageError("--stage-a starts a new run; a resumed or --init run keeps its own stage A")
+        trainer.load_stage_a(stage_a)
     if init is not None:
         before = trainer.init_from_bundle(init)
         console.print(f"starting from {init} ({before.get('joint_steps', '?')} joint steps already)")

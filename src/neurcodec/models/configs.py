@@ -15,6 +15,7 @@ from torch import nn
 from neurcodec.models.effnet import EFFNET_V2_S_STAGES, EffNetStage, EfficientNetEncoder
 from neurcodec.models.stage_a import StageA
 from neurcodec.models.stage_b import StageB
+from neurcodec.models.taesd import TinyAutoencoder
 
 __all__ = [
     "EFFNET_OFFICIAL",
@@ -30,6 +31,7 @@ __all__ = [
     "STAGE_B_TINY",
     "StageAConfig",
     "StageBConfig",
+    "TaesdConfig",
     "config_from_dict",
 ]
 
@@ -76,6 +78,19 @@ class StageAConfig(_Config):
 
 
 @dataclass(frozen=True)
+class TaesdConfig(_Config):
+    """A pretrained tiny autoencoder (TAESD family) used as stage A."""
+
+    kind: ClassVar[str] = "taesd"
+    model: ClassVar[type[nn.Module]] = TinyAutoencoder
+
+    c_hidden: int = 64
+    c_latent: int = 32
+    levels: int = 3
+    scale_factor: float = 1.0
+
+
+@dataclass(frozen=True)
 class EffNetConfig(_Config):
     kind: ClassVar[str] = "effnet"
     model: ClassVar[type[nn.Module]] = EfficientNetEncoder
@@ -86,6 +101,9 @@ class EffNetConfig(_Config):
     depth_mult: float = 1.0
     last_channel: int = 1280
     stochastic_depth_prob: float = 0.2
+    in_channels: int = 3  # 3: pixels; else the channels of stage A's latent it reads
+    input_stride: int = 1  # the downscale of that input (stage A's, when it reads the latent)
+    thumbnail_gain: float = 0.0  # > 0: the first 3 channels carry the colour thumbnail
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EffNetConfig:
@@ -166,10 +184,11 @@ NAMED_CONFIGS: dict[str, _Config] = {
     "stage_b_tiny": STAGE_B_TINY,
 }
 
-_KINDS: dict[str, type[_Config]] = {c.kind: c for c in (StageAConfig, EffNetConfig, StageBConfig)}
+_KINDS: dict[str, type[_Config]] = {c.kind: c for c in (StageAConfig, TaesdConfig, EffNetConfig, StageBConfig)}
+STAGE_A_KINDS = (StageAConfig.kind, TaesdConfig.kind)
 
 
-def config_from_dict(data: dict[str, Any]) -> StageAConfig | EffNetConfig | StageBConfig:
+def config_from_dict(data: dict[str, Any]) -> StageAConfig | TaesdConfig | EffNetConfig | StageBConfig:
     """Rebuild a config from `to_dict()` output (its `kind` picks the class)."""
     try:
         cls = _KINDS[data["kind"]]

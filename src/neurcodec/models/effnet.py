@@ -21,6 +21,8 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
 from torchvision.models.efficientnet import EfficientNet, FusedMBConvConfig, MBConvConfig, _MBConvConfig
 
+from neurcodec.models.thumbnail import THUMBNAIL_CHANNELS, rgb_to_thumbnail, thumbnail_to_rgb
+
 __all__ = [
     "EFFNET_V2_S_STAGES",
     "EffNetStage",
@@ -89,13 +91,20 @@ class EfficientNetEncoder(nn.Module):
         depth_mult: float = 1.0,
         last_channel: int = 1280,
         stochastic_depth_prob: float = 0.2,
+        in_channels: int = 3,
+        input_stride: int = 1,
+        thumbnail_gain: float = 0.0,
     ) -> None:
         super().__init__()
         configs = _block_configs(stages, width_mult, depth_mult)
-        stride = 2 * math.prod(c.stride for c in configs)  # the stem has stride 2
+        stride = input_stride * 2 * math.prod(c.stride for c in configs)  # the stem has stride 2
         if stride != OUTPUT_STRIDE:
             raise ValueError(f"EfficientNet stages give output stride {stride}, need {OUTPUT_STRIDE}")
         self.c_latent = c_latent
+        self.in_channels = in_channels
+        self.input_stride = input_stride
+        self.thumbnail_gain = thumbnail_gain
+        learned = c_latent - (THUMBNAIL_CHANNELS if thumbnail_gain > 0 else 0)
         # Only `.features` is kept; num_classes=1 keeps the discarded classifier negligible.
         net = EfficientNet(
             configs,
@@ -106,13 +115,31 @@ class EfficientNetEncoder(nn.Module):
             last_channel=last_channel,
         )
         self.backbone = net.features
+        if in_channels != 3:  # features of a pretrained stage A instead of pixels
+            stem = self.backbone[0][0]
+            self.backbone[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, stride=2, padding=1, bias=False)
         self.mapper = nn.Sequential(
-            nn.Conv2d(last_channel, c_latent, kernel_size=1, bias=False),
-            nn.BatchNorm2d(c_latent, affine=False),  # mean 0, std 1 latent
+            nn.Conv2d(last_channel, learned, kernel_size=1, bias=False),
+            nn.BatchNorm2d(learned, affine=False),  # mean 0, std 1 latent
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.mapper(self.backbone(x))
+    def forward(self, x: Tensor, pixels: Tensor | None = None) -> Tensor:
+        """`x`: the ImageNet-normalised image, or stage A's latent when `in_channels != 3`.
+        `pixels` ([0,1] RGB, needed with a thumbnail) gives the colour-thumbnail channels."""
+        latent = self.mapper(self.backbone(x))
+        if self.thumbnail_gain <= 0:
+            return latent
+        if pixels is None:
+            raise ValueError("this encoder carries a colour thumbnail: pass the [0,1] pixels too")
+        with torch.autocast(pixels.device.type, enabled=False):  # the thumbnail stays exact fp32
+            thumb = rgb_to_thumbnail(pixels.float(), OUTPUT_STRIDE, self.thumbnail_gain).to(latent.dtype)
+        return torch.cat([thumb, latent], dim=1)
+
+    def thumbnail(self, latent: Tensor) -> Tensor | None:
+        """The [0,1] RGB thumbnail a (dequantised) latent carries, or None without one."""
+        if self.thumbnail_gain <= 0:
+            return None
+        return thumbnail_to_rgb(latent[:, :THUMBNAIL_CHANNELS], self.thumbnail_gain)
 
 
 def effnet_input_size(height: int, width: int, factor: float = 0.75) -> tuple[int, int]:

@@ -93,6 +93,7 @@ class StageA(nn.Module):
     ) -> None:
         super().__init__()
         self.c_latent = c_latent
+        self.downscale = 2**levels
         self.scale_factor = scale_factor
         self.codebook_size = codebook_size
         c_levels = [c_hidden // (2**i) for i in reversed(range(levels))]
