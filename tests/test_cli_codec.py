@@ -153,7 +153,9 @@ def test_encode_then_decode_by_default_names(tmp_path, fake):
     assert run("decode", str(tmp_path / "x.dae")).exit_code == 0
     out = Image.open(tmp_path / "x.png")
     assert out.tobytes() == Image.open(tmp_path / "orig.png").tobytes()
-    assert fake == [("tiny", "cpu", None, None)] * 2  # model from --model default, then from the file
+    from neurcodec.weights import default_family
+
+    assert fake == [(default_family(), "cpu", None, None)] * 2  # the default model, then the file's
 
 
 def test_decode_uses_the_model_named_in_the_file_and_passes_options(tmp_path, fake):
@@ -257,10 +259,12 @@ def test_info_human_and_json(tmp_path, fake):
     assert result.exit_code == 0, result.output
     described = json.loads(result.stdout)
     assert described["bytes"] == dae.stat().st_size
-    assert described["model"] == "tiny" and described["quality"] == 42
+    from neurcodec.weights import default_family
+
+    assert described["model"] == default_family() and described["quality"] == 42
     human = run("info", str(dae))
     assert human.exit_code == 0
-    assert "defaults.steps" in human.stdout and "tiny" in human.stdout
+    assert "defaults.steps" in human.stdout and default_family() in human.stdout
 
 
 # ---------------------------------------------------------------------------- the real entry point

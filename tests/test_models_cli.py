@@ -40,7 +40,8 @@ def test_models_json_lists_every_family(monkeypatch, capsys, empty_hf_home):
     assert lite["where"] == "remote"  # empty cache
     assert "Non-Commercial" in lite["licence"]
     assert lite["parameters"] == weights.parameter_count("stable-cascade-lite")
-    assert rows["tiny"]["default"] and rows["tiny"]["where"] in {"bundled", "missing"}
+    assert rows["tiny2"]["default"] and rows["tiny2"]["where"] in {"bundled", "missing"}
+    assert not rows["tiny"]["default"] and rows["tiny"]["where"] in {"bundled", "missing"}
     assert all(len(bytes.fromhex(r["digest"])) == 4 for r in rows.values())
 
 

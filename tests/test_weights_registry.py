@@ -32,9 +32,11 @@ def test_packaged_registry_is_a_copy_of_weights_json():
 
 def test_families_and_their_files():
     families = {f.name: f for f in weights.list_families()}
-    assert list(families) == ["tiny", "stable-cascade-lite", "stable-cascade"]
-    assert weights.default_family() == "tiny"
-    assert families["tiny"].bundled
+    assert list(families) == ["tiny2", "tiny", "stable-cascade-lite", "stable-cascade"]
+    assert weights.default_family() == "tiny2"
+    assert families["tiny2"].bundled and families["tiny"].bundled  # tiny stays: its files still decode
+    assert families["tiny2"].components["stage_a"].config["kind"] == "taesd"
+    assert "TAEF2" in families["tiny2"].licence_note
 
     lite, full = families["stable-cascade-lite"], families["stable-cascade"]
     for spec, stage_b_file in ((lite, "stage_b_lite_bf16.safetensors"), (full, "stage_b_bf16.safetensors")):
@@ -47,7 +49,8 @@ def test_families_and_their_files():
         assert spec.clip.dim == 1280 and spec.clip.repo == "stabilityai/stable-cascade"
         assert spec.decode == weights.DecodeDefaults("ddpm", 10, 1.1, 0.7, 0.75)
     # Training facts of the bundled model are recorded by training, never made up here.
-    assert set(families["tiny"].training) >= {"command", "data", "steps", "wall_time_s"}
+    for name in ("tiny2", "tiny"):
+        assert set(families[name].training) >= {"command", "data", "steps", "wall_time_s"}
 
 
 def test_unknown_family_is_a_weights_error():
@@ -138,9 +141,10 @@ def test_missing_bundled_model_says_how_to_get_one(tmp_path):
 
 
 def test_the_default_model_loads_or_says_it_is_not_in_this_build():
-    if weights.where("tiny") == "bundled":
+    default = weights.default_family()
+    if weights.where(default) == "bundled":
         loaded = weights.load_models()
-        assert loaded.family.name == "tiny" and not loaded.stage_b.training
+        assert loaded.family.name == default and not loaded.stage_b.training
         assert loaded.clip_uncond.shape == (1, 1, loaded.family.clip.dim)
     else:
         with pytest.raises(WeightsError, match="not in this build"):

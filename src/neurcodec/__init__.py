@@ -1,7 +1,7 @@
 """neurcodec: a neural image and video codec built on a diffusion autoencoder.
 
     import neurcodec
-    codec = neurcodec.load()                  # the bundled default model ("tiny")
+    codec = neurcodec.load()                  # the bundled default model ("tiny2")
     data = codec.encode(Image.open("photo.png"), quality=50)
     image = codec.decode(data, steps=10, seed=7)
 """
