@@ -61,7 +61,7 @@ def test_matching_brings_a_wrong_decode_to_the_target_thumbnail_without_block_ed
     before = F.mse_loss(F.avg_pool2d(grey, 32), target)
     matched = match_thumbnail(grey, target)
     after = F.mse_loss(F.avg_pool2d(matched, 32), target)
-    assert after < before / 100  # each pass at least halves it; in practice far more
+    assert after < before / 100
     # A smooth correction: far smaller jumps between neighbours than painting the blocks flat.
     blocky = F.interpolate(target, scale_factor=32, mode="nearest")
     def jump(x: torch.Tensor) -> float:

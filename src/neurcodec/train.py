@@ -239,8 +239,10 @@ class Trainer:
         return self.config.stage_a_phase.steps == 0
 
     def autocast(self):
-        dtype = {"bfloat16": torch.bfloat16, None: None}[self.config.autocast]
-        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+        if self.config.autocast not in (None, "bfloat16"):
+            raise UsageError(f"training config {self.config.name!r}: autocast must be \"bfloat16\" or null, got {self.config.autocast!r}")
+        enabled = self.config.autocast is not None
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def load_stage_a(self, path: Path) -> None:
         """Pretrained stage A weights: a folder with a TAESD pair (`*_encoder.pth`,

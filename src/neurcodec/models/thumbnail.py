@@ -43,9 +43,8 @@ def thumbnail_to_rgb(channels: Tensor, gain: float) -> Tensor:
 def match_thumbnail(pixels: Tensor, target: Tensor, iterations: int = 8) -> Tensor:
     """Shift `pixels` (B,3,H,W) by a smooth field so that their block means approach `target`
     (B,3,h,w), H = h·f, and clamp them to [0,1]. Each pass adds the bilinearly upsampled mean
-    error (box-downsampling a bilinear upsample keeps at least half of any pattern, so a pass
-    at least halves the remaining error) and adds no block edges. Differentiable (used in
-    training too)."""
+    error, which removes most of the remaining error (box-downsampling a bilinear upsample keeps
+    most of a pattern) and adds no block edges. Differentiable (used in training too)."""
     factor = pixels.shape[-1] // target.shape[-1]
     target = target.to(pixels.dtype)
     for _ in range(iterations):
