@@ -66,7 +66,7 @@ def child(job: str, size: str, path: str, steps: int, threads: int) -> dict[str,
     elif job == "decode":
         data = Path(path).read_bytes()
         header = codec.read(data).header
-        latent_hw = tuple(s // codec.stage_a.downscale for s in reversed(codec.padded_size(header.width, header.height)))
+        latent_hw = codec.latent_hw(header.width, header.height)
         result["tiled"] = codec.tiling is not None and codec.tiling.wants_tiles(latent_hw)
         result["tiling"] = None if codec.tiling is None else codec.tiling.__dict__
         image = codec.decode(data, steps=steps)

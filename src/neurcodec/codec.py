@@ -234,6 +234,11 @@ class Codec:
         """The size the models see: each side rounded up to a multiple of 32, at least `min_side`."""
         return tuple(max(self.min_side, math.ceil(side / PAD_MULTIPLE) * PAD_MULTIPLE) for side in (width, height))
 
+    def latent_hw(self, width: int, height: int) -> tuple[int, int]:
+        """The stage A latent grid (rows, cols) that stage B generates for an image of this size."""
+        pw, ph = self.padded_size(width, height)
+        return (ph // self.stage_a.downscale, pw // self.stage_a.downscale)
+
     def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
         pw, ph = self.padded_size(width, height)
         eh, ew = effnet_input_size(ph, pw, self.effnet_factor)
@@ -274,8 +279,7 @@ class Codec:
         the sampler, its noise and CFG still run on the full-size latent.
         """
         width, height = size
-        pw, ph = self.padded_size(width, height)
-        latent_hw = (ph // self.stage_a.downscale, pw // self.stage_a.downscale)
+        latent_hw = self.latent_hw(width, height)
         tiled = self.tiling is not None and self.tiling.wants_tiles(latent_hw)
         cond = latent.to(self.device, self.dtype)
         clip = self.clip_uncond.to(self.device, self.dtype).reshape(1, 1, -1)

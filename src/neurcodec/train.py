@@ -530,6 +530,8 @@ class Trainer:
     def run(self, *, max_minutes: float | None = None, progress: Callable[[str, int, int, dict], None] | None = None) -> bool:
         """Train until both phases are done or `max_minutes` pass; returns True when finished."""
         cfg = self.config
+        if self.phase != "done" and self.pretrained_stage_a and self.stage_a_source is None:
+            raise UsageError(f"config {cfg.name!r} uses a pretrained stage A: give its weights with --stage-a")
         self._load_data()
         assert self.images is not None
         deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
@@ -539,8 +541,6 @@ class Trainer:
         try:
             while True:
                 if self.phase == "stage_a" and self.step >= cfg.stage_a_phase.steps:
-                    if self.pretrained_stage_a and self.stage_a_source is None:
-                        raise UsageError(f"config {cfg.name!r} uses a pretrained stage A: give its weights with --stage-a")
                     self.finish_stage_a()
                     self.phase, self.step = "joint", 0
                     self.save_checkpoint()
@@ -553,8 +553,6 @@ class Trainer:
                     self.save_checkpoint()
                     return False
                 phase_cfg = cfg.stage_a_phase if self.phase == "stage_a" else cfg.joint_phase
-                if self.phase == "joint" and self.latent_scale is not None and self.pretrained_stage_a and self.stage_a_source is None:
-                    raise UsageError(f"config {cfg.name!r} uses a pretrained stage A: give its weights with --stage-a")
                 if self.phase == "joint" and self.latent_cache is None:
                     self.build_latent_cache()
                 sampler = CropSampler(self.images, phase_cfg.crop, self.downscale, self.rng)

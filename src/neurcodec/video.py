@@ -189,8 +189,7 @@ def _generate_distinct(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     width, height = size
     batch = latents.shape[0]
-    pw, ph = codec.padded_size(width, height)
-    latent_hw = (ph // codec.stage_a.downscale, pw // codec.stage_a.downscale)
+    latent_hw = codec.latent_hw(width, height)
     cond = latents.to(codec.device, codec.dtype)
     clip = codec.clip_uncond.to(codec.device, codec.dtype).reshape(1, 1, -1).expand(batch, -1, -1)
     guided = settings.guidance > 1.0

@@ -185,7 +185,6 @@ NAMED_CONFIGS: dict[str, _Config] = {
 }
 
 _KINDS: dict[str, type[_Config]] = {c.kind: c for c in (StageAConfig, TaesdConfig, EffNetConfig, StageBConfig)}
-STAGE_A_KINDS = (StageAConfig.kind, TaesdConfig.kind)
 
 
 def config_from_dict(data: dict[str, Any]) -> StageAConfig | TaesdConfig | EffNetConfig | StageBConfig:
