@@ -67,7 +67,7 @@ def main() -> None:
         avif = largest_within("avif-x4", image, len(ours))
         avif_panel = panel(avif[1], f"shrink x4 + AVIF q{avif[2]}  {_bpp(avif[0], image):.4f} bpp") if avif else panel(
             Image.new("RGB", image.size), "shrink x4 + AVIF: no file this small")
-        default = codec.default_decode()
+        default = codec.family.decode
         panels = [
             panel(image, "original"),
             avif_panel,

@@ -42,7 +42,9 @@ sys.path.insert(0, str(REPO / "tests"))  # the fixture weight recipe lives with 
 
 from _recipe import recipe_state_dict  # noqa: E402
 
-from neurcodec.codec import Codec, resolve_autocast  # noqa: E402
+from neurcodec.codec import Codec  # noqa: E402
+from neurcodec.pipeline import resolve_autocast  # noqa: E402
+from neurcodec.zoo import get_family  # noqa: E402
 from neurcodec.models.configs import STAGE_B_LITE  # noqa: E402
 
 
@@ -128,7 +130,7 @@ def stage_b_vs_diffusers(runs: int) -> dict[str, Any]:
     effnet = torch.randn(2, 16, 12, 12, generator=g)  # 512 px × effnet factor 0.75 / 32
     clip = torch.randn(2, 1, cfg.c_clip, generator=g)
 
-    autocast = resolve_autocast(None, "stable-cascade-lite", torch.device("cpu"), torch.float32)
+    autocast = resolve_autocast(None, get_family("stable-cascade-lite").autocast, torch.device("cpu"), torch.float32)
     stack = contextlib.ExitStack()
     if autocast is not None:  # one context for the whole "decode": casts are cached across steps
         stack.enter_context(torch.autocast("cpu", dtype=autocast))
@@ -217,7 +219,7 @@ def end_to_end(runs: int, steps: int, variants: bool) -> dict[str, Any]:
         "size": list(image.size),
         "steps": steps,
         "bytes": len(data),
-        "options": {"autocast": str(codec.autocast).replace("torch.", "") if codec.autocast else None, "channels_last": codec.channels_last},
+        "options": {"autocast": str(codec.autocast).replace("torch.", "") if codec.autocast else None, "channels_last": codec.pipeline.channels_last},
         "encode_seconds_median": _median(enc),
         "decode_seconds_median": _median(dec),
         "encode_seconds_runs": enc,
@@ -233,16 +235,18 @@ def end_to_end(runs: int, steps: int, variants: bool) -> dict[str, Any]:
         }
         times: dict[str, list[float]] = {k: [] for k in options}
         pixels: dict[str, Any] = {}
-        from neurcodec.codec import DecodeSettings
+        import copy
+
+        from neurcodec.bitstream import DecodeSettings
 
         latent = codec.encode_latent(codec._to_tensor(image))
-        settings = DecodeSettings(steps=steps, guidance=codec.default_decode().guidance, sampler="ddpm", cfg_rescale=0.7, seed=0)
+        settings = DecodeSettings(steps=steps, guidance=codec.family.decode.guidance, sampler="ddpm", cfg_rescale=0.7, seed=0)
+        # A pipeline owns its modules (it sets their layout): each variant gets its own copy.
+        variants = {name: Codec(copy.deepcopy(models), **opts) for name, opts in options.items()}
         for i in range(max(2, runs // 2)):
-            for name, opts in options.items():
-                variant = Codec(models, **opts)  # converts the shared modules' layout in place
+            for name, variant in variants.items():
                 pixels[name], t = _timed(lambda: variant.generate(latent, image.size, settings))
                 times[name].append(t)
-        Codec(models)  # back to the default layout
         ref = pixels["fp32_channels_last"]
         result["decode_variants_seconds_median"] = {k: _median(v) for k, v in times.items()}
         result["decode_variants_max_abs_pixel_diff_vs_fp32"] = {k: (v - ref).abs().max().item() for k, v in pixels.items()}

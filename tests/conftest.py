@@ -78,7 +78,7 @@ def _random_codec(config_name: str, family: str):
     from _recipe import recipe_state_dict
     from neurcodec.codec import Codec
     from neurcodec.train import TrainConfig
-    from neurcodec.weights import get_family, load_models
+    from neurcodec.zoo import get_family, load_models
 
     config = TrainConfig.load(config_name)
     spec = get_family(family)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from neurcodec.bench import metrics as M
 from neurcodec.bench.codecs import ANCHORS, NeuralCodec, Rescaled, load_neural, make_codec, unavailable
-from neurcodec.errors import NeurcodecError, UsageError
+from neurcodec.errors import UsageError
 
 
 def _photo(w: int = 72, h: int = 56) -> Image.Image:
@@ -126,11 +126,3 @@ def test_load_neural_builds_one_curve_per_step_count(monkeypatch: pytest.MonkeyP
     assert loaded == [("tiny", "cpu")]  # the model is loaded once
     assert [c.name for c in codecs] == ["neurcodec-tiny-s10", "neurcodec-tiny-s30"]
     assert all(c.qualities == (5, 20) for c in codecs)
-
-
-def test_load_neural_without_a_loader_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    import neurcodec
-
-    monkeypatch.delattr(neurcodec, "load", raising=False)
-    with pytest.raises(NeurcodecError, match="--no-neural"):
-        load_neural("tiny")

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurcodec.bitstream import (
-    DecodeDefaults,
+    DecodeSettings,
     DaeStreamWriter,
     FrameGroup,
     ImageHeader,
@@ -43,7 +43,7 @@ model_names = st.one_of(
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=32),
 )
 decode_defaults = st.none() | st.builds(
-    DecodeDefaults,
+    DecodeSettings,
     sampler=st.sampled_from(SAMPLERS),
     steps=st.integers(1, 10_000),
     guidance=st.integers(0, 1600).map(lambda g: g / 16),

@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 
 from neurcodec.bitstream import (
-    DecodeDefaults,
+    DecodeSettings,
     FrameGroup,
     ImageHeader,
     VideoHeader,
@@ -37,7 +37,7 @@ def seeds() -> list[tuple[str, bytes]]:
     sym[0, 0, 0] = 5000  # an escape
     blob = encode_latent(sym)
     img = ImageHeader("tiny", b"abcd", 40, 30, sym.shape, step_index=100, seed=9,
-                      decode=DecodeDefaults("ddim", 20, 3.0, 0.5))
+                      decode=DecodeSettings("ddim", 20, 3.0, 0.5))
     named = ImageHeader("x-model", b"abcd", 5, 5, sym.shape, step_index=3, mode="LA")
     vid = VideoHeader("tiny", b"abcd", 40, 30, sym.shape, step_index=90, fps=Fraction(24000, 1001),
                       frame_count=3)

@@ -8,7 +8,7 @@ from PIL import Image
 
 import neurcodec
 from neurcodec.bench.metrics import psnr
-from neurcodec.weights import where
+from neurcodec.zoo import where
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_bundled_model_round_trips_an_image(tiny):
     data = tiny.encode(image)
     out = tiny.decode(data, steps=2)
     assert (out.size, out.mode) == (image.size, image.mode)
-    assert tiny.describe(data)["model"] == "tiny"
+    assert neurcodec.describe(data)["model"] == "tiny"
 
 
 def test_bundled_model_reconstructs_a_photo_far_better_than_its_mean_colour(tiny, kodak_dir):

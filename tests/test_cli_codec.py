@@ -105,10 +105,10 @@ def install_fake(monkeypatch=None, delay: float = 0.0) -> list[tuple]:
         return FakeCodec(name, delay)
 
     if monkeypatch is None:  # in a subprocess
-        neurcodec.load, codec_cmd._describe = load, fake_describe
+        neurcodec.load, codec_cmd.describe = load, fake_describe
     else:
         monkeypatch.setattr(neurcodec, "load", load)
-        monkeypatch.setattr(codec_cmd, "_describe", fake_describe)
+        monkeypatch.setattr(codec_cmd, "describe", fake_describe)
     return calls
 
 
@@ -153,7 +153,7 @@ def test_encode_then_decode_by_default_names(tmp_path, fake):
     assert run("decode", str(tmp_path / "x.dae")).exit_code == 0
     out = Image.open(tmp_path / "x.png")
     assert out.tobytes() == Image.open(tmp_path / "orig.png").tobytes()
-    from neurcodec.weights import default_family
+    from neurcodec.zoo import default_family
 
     assert fake == [(default_family(), "cpu", None, None)] * 2  # the default model, then the file's
 
@@ -259,7 +259,7 @@ def test_info_human_and_json(tmp_path, fake):
     assert result.exit_code == 0, result.output
     described = json.loads(result.stdout)
     assert described["bytes"] == dae.stat().st_size
-    from neurcodec.weights import default_family
+    from neurcodec.zoo import default_family
 
     assert described["model"] == default_family() and described["quality"] == 42
     human = run("info", str(dae))

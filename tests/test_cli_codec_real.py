@@ -22,7 +22,7 @@ STEPS = "2"  # sampling steps: every code path runs, quickly
 
 @pytest.fixture
 def real(monkeypatch, random_codec):
-    from neurcodec.weights import default_family
+    from neurcodec.zoo import default_family
 
     def load(name=None, **kwargs):
         # The default model's name is asked for first; the files then name "tiny" (the micro codec's).

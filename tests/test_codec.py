@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from neurcodec.codec import describe
+from neurcodec.info import describe
 from neurcodec.errors import UsageError, WrongModelError
 
 
@@ -107,7 +106,7 @@ def test_a_model_with_a_direct_head_samples_the_residual_around_its_estimate(ran
 
     import torch
 
-    from neurcodec.codec import DecodeSettings
+    from neurcodec.bitstream import DecodeSettings
 
     codec = copy.deepcopy(random_codec)
     with torch.no_grad():

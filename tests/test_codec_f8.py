@@ -34,7 +34,7 @@ def test_the_decode_keeps_the_thumbnail_the_file_carries(random_codec_f8):
     symbols = decode_latent(dae.latent, dae.header.latent_shape)
     latent = torch.from_numpy(dequantize(symbols, step_from_index(dae.header.step_index)))[None]
     carried = codec.encoder.thumbnail(latent)[0]
-    out = codec.finish_pixels(latent, torch.full((1, 3, 128, 160), 0.5))
+    out = codec.pipeline.finish_pixels(latent, torch.full((1, 3, 128, 160), 0.5))
     decoded = F.avg_pool2d(out, 32)[0]
     original = F.avg_pool2d(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None], 32)[0]
     # The carried thumbnail is the original's up to the quantizer step (gain 16 at -q 90:

@@ -152,7 +152,7 @@ def test_cfg_batch_pairs_by_name_and_defaults_to_zeros() -> None:
 
 
 @pytest.mark.parametrize("target", ["eps", "x0", "v"])
-@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp-2m"])
 @pytest.mark.parametrize("steps", [1, 2, 5])
 def test_deterministic_samplers_recover_x0_with_an_oracle(target: str, sampler: str, steps: int) -> None:
     gdf = build_gdf(GDFConfig(target))
@@ -236,7 +236,7 @@ def test_dpmpp_2m_converges_at_second_order_on_gaussian_data() -> None:
     def error(sampler: str, steps: int) -> float:
         return (sample(denoiser, z, gdf, steps=steps, sampler=sampler, output="x") - exact).abs().max().item()
 
-    dpm32, dpm64, ddim32, ddim64 = error("dpmpp_2m", 32), error("dpmpp_2m", 64), error("ddim", 32), error("ddim", 64)
+    dpm32, dpm64, ddim32, ddim64 = error("dpmpp-2m", 32), error("dpmpp-2m", 64), error("ddim", 32), error("ddim", 64)
     assert dpm32 / dpm64 > 3.0  # second order: ~4× per halving of the step
     assert ddim32 / ddim64 < 2.5  # first order: ~2×
     assert dpm64 < ddim64

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from neurcodec import weights
+from neurcodec import zoo
 from neurcodec.cli import main
 from neurcodec.errors import WeightsError
 
@@ -35,11 +35,11 @@ def test_models_json_lists_every_family(monkeypatch, capsys, empty_hf_home):
     code, out, _ = run_cli(monkeypatch, capsys, "models", "--json")
     assert code == 0
     rows = {row["name"]: row for row in json.loads(out)}
-    assert list(rows) == [f.name for f in weights.list_families()]
+    assert list(rows) == [f.name for f in zoo.list_families()]
     lite = rows["stable-cascade-lite"]
     assert lite["where"] == "remote"  # empty cache
     assert "Non-Commercial" in lite["licence"]
-    assert lite["parameters"] == weights.parameter_count("stable-cascade-lite")
+    assert lite["parameters"] == zoo.parameter_count("stable-cascade-lite")
     assert rows["tiny2"]["default"] and rows["tiny2"]["where"] in {"bundled", "missing"}
     assert not rows["tiny"]["default"] and rows["tiny"]["where"] in {"bundled", "missing"}
     assert all(len(bytes.fromhex(r["digest"])) == 4 for r in rows.values())

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from neurcodec.codec import Codec, DecodeSettings, resolve_autocast
+from neurcodec.bitstream import DecodeSettings
+from neurcodec.codec import Codec
+from neurcodec.pipeline import resolve_autocast
+from neurcodec.zoo import get_family
 from neurcodec.errors import UsageError
 from neurcodec.models.blocks import GlobalResponseNorm, TimestepBlock
 
@@ -18,17 +21,17 @@ SETTINGS = DecodeSettings(steps=2, guidance=1.5, sampler="ddpm", cfg_rescale=0.7
 
 
 def test_autocast_policy():
-    assert resolve_autocast(None, "tiny", CPU, torch.float32) is None  # measured: not worth it
-    assert resolve_autocast(False, "stable-cascade-lite", CPU, torch.float32) is None
-    assert resolve_autocast("bfloat16", "tiny", CPU, torch.float32) is torch.bfloat16
-    assert resolve_autocast(True, "tiny", CPU, torch.float32) is torch.bfloat16
-    assert resolve_autocast("bf16", "tiny", CPU, torch.bfloat16) is None  # already low precision
+    assert resolve_autocast(None, get_family("tiny").autocast, CPU, torch.float32) is None  # measured: not worth it
+    assert resolve_autocast(False, get_family("stable-cascade-lite").autocast, CPU, torch.float32) is None
+    assert resolve_autocast("bfloat16", get_family("tiny").autocast, CPU, torch.float32) is torch.bfloat16
+    assert resolve_autocast(True, get_family("tiny").autocast, CPU, torch.float32) is torch.bfloat16
+    assert resolve_autocast("bf16", get_family("tiny").autocast, CPU, torch.bfloat16) is None  # already low precision
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert resolve_autocast("auto", "stable-cascade-lite", CPU, torch.float32) is (torch.bfloat16 if native else None)
+    assert resolve_autocast("auto", get_family("stable-cascade-lite").autocast, CPU, torch.float32) is (torch.bfloat16 if native else None)
     with pytest.raises(UsageError):
-        resolve_autocast("float16", "tiny", CPU, torch.float32)
+        resolve_autocast("float16", get_family("tiny").autocast, CPU, torch.float32)
     with pytest.raises(UsageError):
-        resolve_autocast("int8", "tiny", CPU, torch.float32)
+        resolve_autocast("int8", get_family("tiny").autocast, CPU, torch.float32)
 
 
 def test_one_pass_grn_and_film_match_their_formulas():
@@ -64,17 +67,6 @@ def test_bf16_autocast_stays_close_to_fp32(random_codec):
     bf16 = codec.generate(latent, (64, 96), SETTINGS)
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert (bf16 - fp32).abs().mean() < 0.05
-
-
-def test_threads_option_sets_torch_threads(random_codec):
-    before = torch.get_num_threads()
-    try:
-        Codec(random_codec.models, threads=1)
-        assert torch.get_num_threads() == 1
-        with pytest.raises(UsageError):
-            Codec(random_codec.models, threads=0)
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_benchmark_key_mapping_makes_diffusers_compute_our_stage_b():

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from neurcodec.codec import Codec, DecodeSettings
+from neurcodec.bitstream import DecodeSettings
+from neurcodec.codec import Codec
 from neurcodec.errors import UsageError
 from neurcodec.tiling import TileConfig, span_weights, spans, tiled_map, tiled_stage_a_decode, tiled_stage_a_encode, tiled_stage_b
 

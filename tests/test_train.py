@@ -120,7 +120,7 @@ def test_one_step_loss_trains_encoder_and_stage_b_through_frozen_stage_a(photos,
     x = CropSampler(trainer.images, 64, 4, trainer.rng).pixels([(0, 0, 0, False), (1, 4, 8, True)])
     latent = trainer.encoder(effnet_preprocess(x))
     clip = torch.zeros(2, trainer.config.stage_b.c_clip)
-    loss, score = trainer.one_step_pixel_loss(latent, x, clip)
+    loss, score, _ = trainer.one_step_pixel_loss(latent, x, clip)
     loss.backward()
     assert 0.0 <= score <= 1.0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.encoder.parameters())
@@ -144,6 +144,46 @@ def test_a_model_without_a_direct_head_can_be_continued_with_one(photos, tmp_pat
         assert torch.equal(trainer.stage_b.state_dict()[key], value)
     latent = torch.randn(1, 16, 2, 2)
     assert trainer.stage_b.direct_estimate(latent, (16, 16)).abs().max() == 0  # the head starts as a no-op
+
+
+def test_a_head_grows_refine_blocks_without_changing_what_it_computes(photos, tmp_path):
+    from dataclasses import replace
+
+    micro = TrainConfig.load("micro")
+    donor = Trainer(micro, photos, tmp_path / "donor", log=lambda m: None)
+    donor.run()
+    path = tmp_path / "micro.safetensors"
+    donor.export(path, dtype=torch.float32)
+
+    grown = replace(micro, stage_b=replace(micro.stage_b, direct_refine=2))
+    trainer = Trainer(grown, photos, tmp_path / "run", log=lambda m: None)
+    trainer.init_from_bundle(path)
+    latent = torch.randn(1, 16, 2, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = donor.ema_stage_b.direct_estimate(latent, (16, 16))
+        after = trainer.stage_b.direct_estimate(latent, (16, 16))
+    assert before.abs().max() > 0 and torch.equal(before, after)
+    assert len(trainer.stage_b.direct_head.refine) == 2
+
+
+def test_the_adversarial_term_trains_a_critic_that_resumes_with_the_run(photos, tmp_path):
+    from dataclasses import replace
+
+    micro = TrainConfig.load("micro")
+    config = replace(micro, adversarial_weight=0.1, adversarial_start=1, disc_widths=(8, 16))
+    out = tmp_path / "run"
+    first = Trainer(config, photos, out, log=lambda m: None)
+    with pytest.raises(KeyboardInterrupt):
+        first.run(progress=_StopAt("joint", 3))
+    critic = {k: v.clone() for k, v in first.disc.state_dict().items()}
+    second = Trainer(config, photos, out, log=lambda m: None)
+    second.load_checkpoint()
+    assert all(torch.equal(critic[k], v) for k, v in second.disc.state_dict().items())
+    assert second.run() is True
+    joint = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"joint"' in line]
+    assert joint and all(np.isfinite(e["d_loss"]) and np.isfinite(e["g_adv"]) for e in joint)
+    with pytest.raises(UsageError, match="needs the one-step loss"):
+        Trainer(replace(config, one_step_weight=0.0), photos, tmp_path / "x", log=lambda m: None)
 
 
 def test_lr_override_applies_to_a_continuation(photos, tmp_path):

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from neurcodec.bitstream import FrameGroup, iter_dae_stream, read_video
+from neurcodec import describe
+from neurcodec.bitstream import CHUNK_AUDIO, FrameGroup, iter_dae_stream, read_video
 from neurcodec.errors import CorruptFileError, InputError, TruncatedFileError, UsageError, WrongModelError
-from neurcodec.video import CHUNK_AUDIO, VideoCodec, describe_video, group_symbols
+from neurcodec.video import VideoCodec, group_symbols
 from neurcodec.video_io import VideoSource, looks_like_video, output_kind, read_clip
 
 
@@ -154,7 +155,7 @@ def test_encode_to_a_pipe_writes_groups_as_they_complete(video_codec, clip):
 def test_streams_are_deterministic_and_record_settings(video_codec, clip):
     a = _encode(video_codec, clip, quality=30, gop=3, seed=4, steps=5, sampler="ddim")
     assert a == _encode(video_codec, clip, quality=30, gop=3, seed=4, steps=5, sampler="ddim")
-    info = describe_video(io.BytesIO(a))
+    info = describe(io.BytesIO(a))
     assert info["frames"] == 7 and info["groups"] == 3 and info["gop"] == 3
     assert info["seed"] == 4 and info["decode_defaults"]["steps"] == 5
     assert info["fps"] == "30000/1001"
@@ -260,13 +261,13 @@ def test_corrupt_and_truncated_streams_raise_typed_errors(video_codec, clip, ran
     with pytest.raises(TruncatedFileError):
         list(video_codec.frames(video_codec.open(io.BytesIO(data[:-3])), steps=1))
     with pytest.raises(TruncatedFileError):
-        describe_video(io.BytesIO(data[: len(data) // 2]))
+        describe(data[: len(data) // 2])
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x40
     with pytest.raises(CorruptFileError):
         list(video_codec.frames(video_codec.open(io.BytesIO(bytes(flipped))), steps=1))
     with pytest.raises(CorruptFileError):
-        describe_video(io.BytesIO(b"NOTDAE" + data))
+        describe(b"NOTDAE" + data)
     with pytest.raises(CorruptFileError):
         list(group_symbols(FrameGroup((b"",)), (16, 2, 3)))
 

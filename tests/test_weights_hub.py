@@ -20,9 +20,11 @@ import torch
 from safetensors.torch import save_file
 
 from _recipe import manifest_entries, recipe_state_dict
-from neurcodec import weights
+from neurcodec import zoo
 from neurcodec.errors import WeightsError
-from neurcodec.models.configs import EFFNET_TINY, STAGE_A_SMALL_FIXTURE, STAGE_B_SMALL_FIXTURE
+from neurcodec.models.configs import STAGE_A_SMALL_FIXTURE, STAGE_B_SMALL_FIXTURE, EffNetConfig
+
+SMALL_EFFNET = EffNetConfig(width_mult=0.5, depth_mult=0.25, last_channel=320, stochastic_depth_prob=0.0)
 
 REPO = "stabilityai/stable-cascade"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -52,7 +54,7 @@ def snapshot_dir(home: Path) -> Path:
     return snap
 
 
-def with_components(spec: weights.FamilySpec, clip_dim: int | None = None, **configs) -> weights.FamilySpec:
+def with_components(spec: zoo.FamilySpec, clip_dim: int | None = None, **configs) -> zoo.FamilySpec:
     """A registry entry with some module configs swapped for small ones (same files, same repo)."""
     comps = {
         name: dataclasses.replace(c, config=configs[name].to_dict()) if name in configs else c
@@ -62,23 +64,23 @@ def with_components(spec: weights.FamilySpec, clip_dim: int | None = None, **con
     return dataclasses.replace(spec, components=comps, clip=clip)
 
 
-def small_spec() -> weights.FamilySpec:
+def small_spec() -> zoo.FamilySpec:
     """stable-cascade-lite's files and repo, with small module configs: fast to write and load."""
     return with_components(
-        weights.get_family("stable-cascade-lite"),
+        zoo.get_family("stable-cascade-lite"),
         clip_dim=CLIP_DIM,
         stage_a=STAGE_A_SMALL_FIXTURE,
-        encoder=EFFNET_TINY,
+        encoder=SMALL_EFFNET,
         stage_b=STAGE_B_SMALL_FIXTURE,
     )
 
 
-def recipe_for(spec: weights.FamilySpec, component: str) -> dict[str, torch.Tensor]:
-    module = weights.build_component(spec.components[component], "meta")
+def recipe_for(spec: zoo.FamilySpec, component: str) -> dict[str, torch.Tensor]:
+    module = zoo.build_component(spec.components[component], "meta")
     return recipe_state_dict(module.state_dict())
 
 
-def write_checkpoints(home: Path, spec: weights.FamilySpec, states: dict[str, dict[str, torch.Tensor]]) -> Path:
+def write_checkpoints(home: Path, spec: zoo.FamilySpec, states: dict[str, dict[str, torch.Tensor]]) -> Path:
     """Write each component's state dict to its registry filename in the fake snapshot."""
     snap = snapshot_dir(home)
     for name, state in states.items():
@@ -87,9 +89,9 @@ def write_checkpoints(home: Path, spec: weights.FamilySpec, states: dict[str, di
     return snap
 
 
-def write_small_family(home: Path, dtype: torch.dtype = torch.float32) -> tuple[weights.FamilySpec, dict]:
+def write_small_family(home: Path, dtype: torch.dtype = torch.float32) -> tuple[zoo.FamilySpec, dict]:
     spec = small_spec()
-    states = {name: recipe_for(spec, name) for name in weights.COMPONENTS}
+    states = {name: recipe_for(spec, name) for name in zoo.COMPONENTS}
     write_checkpoints(home, spec, {n: _cast(s, dtype) for n, s in states.items()})
     return spec, states
 
@@ -98,9 +100,9 @@ def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
-def write_clip_vector(home: Path, spec: weights.FamilySpec, vector: torch.Tensor) -> None:
+def write_clip_vector(home: Path, spec: zoo.FamilySpec, vector: torch.Tensor) -> None:
     """What `pull` leaves behind, for tests that are not about computing it."""
-    path = weights.clip_cache_path(spec)
+    path = zoo.clip_cache_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"clip_uncond": vector}, str(path), metadata={"repo": spec.clip.repo, "revision": spec.clip.revision})
 
@@ -119,17 +121,17 @@ def official_states(reference_dir) -> dict[str, dict[str, torch.Tensor]]:
 
 @pytest.mark.parametrize("file_dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_official_layout_loads_from_the_hub_cache_offline(hf_home, official_states, file_dtype):
-    spec = with_components(weights.get_family("stable-cascade-lite"), clip_dim=CLIP_DIM, stage_b=STAGE_B_SMALL_FIXTURE)
+    spec = with_components(zoo.get_family("stable-cascade-lite"), clip_dim=CLIP_DIM, stage_b=STAGE_B_SMALL_FIXTURE)
     states = {**official_states, "stage_b": recipe_for(spec, "stage_b")}
-    assert weights.where(spec) == "remote"
+    assert zoo.where(spec) == "remote"
     write_checkpoints(hf_home, spec, {n: _cast(s, file_dtype) for n, s in states.items()})
-    assert weights.where(spec) == "cached"
+    assert zoo.where(spec) == "cached"
     clip = torch.randn(CLIP_DIM)
     write_clip_vector(hf_home, spec, clip)
 
-    loaded = weights.load_models(spec)
+    loaded = zoo.load_models(spec)
 
-    for name in weights.COMPONENTS:
+    for name in zoo.COMPONENTS:
         module = getattr(loaded, name)
         assert not module.training
         got = module.state_dict()
@@ -141,13 +143,13 @@ def test_official_layout_loads_from_the_hub_cache_offline(hf_home, official_stat
             assert torch.equal(got[key], want), key
     assert loaded.clip_uncond.shape == (1, 1, CLIP_DIM)
     torch.testing.assert_close(loaded.clip_uncond.flatten(), clip)
-    assert loaded.digest == weights.weights_digest(spec)
+    assert loaded.digest == zoo.weights_digest(spec)
 
 
 def test_requested_dtype_is_applied(hf_home):
     spec, states = write_small_family(hf_home, torch.float32)
     write_clip_vector(hf_home, spec, torch.ones(CLIP_DIM))
-    loaded = weights.load_models(spec, dtype=torch.bfloat16)
+    loaded = zoo.load_models(spec, dtype=torch.bfloat16)
     params = list(loaded.stage_b.parameters())
     assert all(p.dtype == torch.bfloat16 for p in params)
     assert loaded.clip_uncond.dtype == torch.bfloat16
@@ -161,7 +163,7 @@ def test_missing_num_batches_tracked_is_tolerated(hf_home):
     assert len(dropped) < len(states["stage_a"])
     write_checkpoints(hf_home, spec, {"stage_a": dropped})
     write_clip_vector(hf_home, spec, torch.ones(CLIP_DIM))
-    loaded = weights.load_models(spec)
+    loaded = zoo.load_models(spec)
     counters = [v for k, v in loaded.stage_a.state_dict().items() if k.endswith("num_batches_tracked")]
     assert counters and all(int(c) == 0 for c in counters)
 
@@ -171,7 +173,7 @@ def test_missing_num_batches_tracked_is_tolerated(hf_home):
 
 def _load_error(spec) -> str:
     with pytest.raises(WeightsError) as info:
-        weights.load_models(spec, allow_zero_clip=True)
+        zoo.load_models(spec, allow_zero_clip=True)
     return str(info.value)
 
 
@@ -230,13 +232,13 @@ def test_recorded_size_and_hash_are_checked(hf_home):
         spec, files={**spec.files, "stage_a": dataclasses.replace(spec.files["stage_a"], sha256="0" * 64)}
     )
     with pytest.raises(WeightsError, match="stage_a.safetensors does not match its recorded sha256"):
-        weights.pull(wrong_hash, progress=False)
+        zoo.pull(wrong_hash, progress=False)
 
 
 def test_offline_and_not_cached_is_one_clear_line(hf_home):
     spec = small_spec()
     with pytest.raises(WeightsError) as info:
-        weights.load_models(spec, allow_zero_clip=True)
+        zoo.load_models(spec, allow_zero_clip=True)
     message = str(info.value)
     assert "\n" not in message
     assert "stable-cascade-lite" in message and "offline" in message and "neurcodec pull" in message
@@ -246,19 +248,19 @@ def test_offline_and_not_cached_is_one_clear_line(hf_home):
 
 
 def test_bundled_single_file_with_prefixes_and_clip_vector(tmp_path):
-    tiny = weights.get_family("tiny")
+    tiny = zoo.get_family("tiny")
     spec = with_components(
-        tiny, clip_dim=CLIP_DIM, stage_a=STAGE_A_SMALL_FIXTURE, encoder=EFFNET_TINY, stage_b=STAGE_B_SMALL_FIXTURE
+        tiny, clip_dim=CLIP_DIM, stage_a=STAGE_A_SMALL_FIXTURE, encoder=SMALL_EFFNET, stage_b=STAGE_B_SMALL_FIXTURE
     )
     path = tmp_path / "tiny.safetensors"
     spec = dataclasses.replace(spec, files={"bundle": dataclasses.replace(spec.files["bundle"], path=str(path), size=None, sha256=None)})
-    states = {name: recipe_for(spec, name) for name in weights.COMPONENTS}
+    states = {name: recipe_for(spec, name) for name in zoo.COMPONENTS}
     clip = torch.randn(CLIP_DIM)
     flat = {f"{spec.components[n].prefix}{k}": v for n, s in states.items() for k, v in s.items()}
     save_file({**flat, "clip_uncond": clip}, str(path))
-    assert weights.where(spec) == "bundled"
+    assert zoo.where(spec) == "bundled"
 
-    loaded = weights.load_models(spec)
+    loaded = zoo.load_models(spec)
 
     key = "down_blocks.0.gammas"
     torch.testing.assert_close(loaded.stage_a.state_dict()[key], states["stage_a"][key])
@@ -317,16 +319,16 @@ def _embed_empty_caption(snap: Path) -> torch.Tensor:
 def test_pull_computes_and_caches_the_empty_caption_vector(hf_home, tiny_text_encoder):
     spec, _ = write_small_family(hf_home)
     with pytest.raises(WeightsError, match=r"no cached empty-caption CLIP vector.*neurcodec pull stable-cascade-lite"):
-        weights.load_models(spec)
-    zero = weights.load_models(spec, allow_zero_clip=True)
+        zoo.load_models(spec)
+    zero = zoo.load_models(spec, allow_zero_clip=True)
     assert torch.count_nonzero(zero.clip_uncond) == 0
 
-    result = weights.pull(spec, progress=False)
+    result = zoo.pull(spec, progress=False)
 
-    assert result.clip_computed and result.clip_path == weights.clip_cache_path(spec)
+    assert result.clip_computed and result.clip_path == zoo.clip_cache_path(spec)
     assert result.clip_path.is_relative_to(hf_home / "neurcodec")
     assert set(result.files) == set(spec.files)
-    loaded = weights.load_models(spec)
+    loaded = zoo.load_models(spec)
     want = _embed_empty_caption(tiny_text_encoder)
     assert torch.count_nonzero(want) > 0
     torch.testing.assert_close(loaded.clip_uncond.flatten(), want)
@@ -338,21 +340,21 @@ def test_pull_computes_and_caches_the_empty_caption_vector(hf_home, tiny_text_en
     assert meta["repo"] == REPO and meta["revision"] == "main" and meta["commit"] == COMMIT
     assert meta["text_encoder_file"] == "text_encoder/model.bf16.safetensors"
 
-    again = weights.pull(spec, progress=False)  # cached: nothing recomputed
+    again = zoo.pull(spec, progress=False)  # cached: nothing recomputed
     assert not again.clip_computed
 
 
 def test_pull_without_a_text_encoder_in_the_cache_fails_clearly(hf_home):
     spec, _ = write_small_family(hf_home)
     with pytest.raises(WeightsError, match=r"text_encoder/config.json is not in the cache.*offline"):
-        weights.pull(spec, progress=False)
-    assert not weights.clip_cache_path(spec).exists()
+        zoo.pull(spec, progress=False)
+    assert not zoo.clip_cache_path(spec).exists()
 
 
-def _export_like_train(path: Path, spec: weights.FamilySpec, stage_a_config: dict) -> dict:
+def _export_like_train(path: Path, spec: zoo.FamilySpec, stage_a_config: dict) -> dict:
     """A file in the layout `neurcodec train --export` writes: fp16 tensors under stage prefixes,
     `clip_uncond`, and a JSON description in the `neurcodec` metadata entry."""
-    states = {name: recipe_for(spec, name) for name in weights.COMPONENTS}
+    states = {name: recipe_for(spec, name) for name in zoo.COMPONENTS}
     flat = {f"{spec.components[n].prefix}{k}": v for n, s in states.items() for k, v in s.items()}
     flat = _cast(flat, torch.float16)
     flat["clip_uncond"] = torch.zeros(1, 1, spec.clip.dim, dtype=torch.float16)
@@ -370,7 +372,7 @@ def _export_like_train(path: Path, spec: weights.FamilySpec, stage_a_config: dic
 
 
 def test_bundle_trained_with_other_configs_is_refused_then_recorded(tmp_path):
-    tiny = weights.get_family("tiny")
+    tiny = zoo.get_family("tiny")
     path = tmp_path / "tiny.safetensors"
     spec = dataclasses.replace(tiny, files={"bundle": dataclasses.replace(tiny.files["bundle"], path=str(path), size=None, sha256=None)})
     learned = {**spec.components["stage_a"].config, "scale_factor": 0.61}  # set by training
@@ -380,36 +382,34 @@ def test_bundle_trained_with_other_configs_is_refused_then_recorded(tmp_path):
     assert "tiny.safetensors" in message and "scale_factor=0.61" in message
 
     registry = tmp_path / "weights.json"
-    copy = tmp_path / "registry.json"
-    source = weights.source_registry_path() or weights.registry_path()
-    registry.write_text(source.read_text())
-    copy.write_text(source.read_text())
-    entry = weights.record_bundle(path, registry_files=[registry, copy])
-    assert registry.read_bytes() == copy.read_bytes()
+    registry.write_text(zoo.registry_path().read_text())
+    entry = zoo.record_bundle(path, registry=registry)
     assert entry["components"]["stage_a"]["config"]["scale_factor"] == 0.61
     assert entry["files"]["bundle"]["size"] == path.stat().st_size
     assert entry["files"]["bundle"]["dtype"] == "float16"
-    assert entry["training"]["steps"] == {"stage_a": 10, "joint": 20}
-    assert entry["training"]["wall_time_s"] == 3
+    assert "training" not in entry  # the story goes to the sidecar, not to what the loader reads
+    history = json.loads(zoo.training_history_path(registry).read_text())
+    assert history["tiny"]["steps"] == {"stage_a": 10, "joint": 20}
+    assert history["tiny"]["wall_time_s"] == 3
 
-    recorded = weights.load_registry(registry)["tiny"]
+    recorded = zoo.load_registry(registry)["tiny"]
     recorded = dataclasses.replace(
         recorded, files={"bundle": dataclasses.replace(recorded.files["bundle"], path=str(path))}
     )
-    loaded = weights.load_models(recorded)
+    loaded = zoo.load_models(recorded)
     assert loaded.stage_a.scale_factor == pytest.approx(0.61)
     key = "out_block.0.weight"
     assert loaded.stage_a.state_dict()[key].dtype == torch.float32
     assert torch.equal(loaded.stage_a.state_dict()[key], states["stage_a"][key].half().float())
     assert loaded.clip_uncond.shape == (1, 1, spec.clip.dim)
-    assert loaded.digest != weights.weights_digest(tiny)  # the recorded hash changes the id
+    assert loaded.digest != zoo.weights_digest(tiny)  # the recorded hash changes the id
 
 
 def test_pull_without_transformers_says_which_extra_to_install(hf_home, monkeypatch):
     spec, _ = write_small_family(hf_home)
     monkeypatch.setitem(sys.modules, "transformers", None)  # import now raises ImportError
     with pytest.raises(WeightsError, match=r"needs transformers.*neurcodec\[hub\]"):
-        weights.pull(spec, progress=False)
+        zoo.pull(spec, progress=False)
 
 
 def test_clip_vector_from_another_revision_is_not_used(hf_home):
@@ -417,4 +417,4 @@ def test_clip_vector_from_another_revision_is_not_used(hf_home):
     stale = dataclasses.replace(spec, clip=dataclasses.replace(spec.clip, revision="v0"))
     write_clip_vector(hf_home, stale, torch.ones(CLIP_DIM))
     with pytest.raises(WeightsError, match=r"stabilityai/stable-cascade@v0.*neurcodec pull stable-cascade-lite --force"):
-        weights.load_models(spec, allow_zero_clip=True)
+        zoo.load_models(spec, allow_zero_clip=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from neurcodec import weights
+from neurcodec import zoo
+from neurcodec.bitstream import DecodeSettings
 from neurcodec.errors import WeightsError
 from neurcodec.models.configs import STAGE_A_SMALL_FIXTURE
 
@@ -24,16 +25,23 @@ OFFICIAL_PARAMS = {
 }
 
 
-def test_packaged_registry_is_a_copy_of_weights_json():
-    top = (REPO_ROOT / "weights.json").read_bytes()
-    packaged = weights.registry_path().read_bytes()
-    assert packaged == top, "run: cp weights.json src/neurcodec/weights/registry.json"
+def test_a_checkout_reads_the_one_registry_file_at_the_top_level():
+    assert zoo.registry_path() == REPO_ROOT / "weights.json"
+    registries = [p for p in REPO_ROOT.joinpath("src").rglob("*.json") if "families" in p.read_text()]
+    assert registries == [], "weights.json is the only registry; the wheel gets its copy at build time"
+
+
+def test_the_registry_names_the_official_architectures_instead_of_repeating_them():
+    data = json.loads((REPO_ROOT / "weights.json").read_text())
+    for name in ("stable-cascade-lite", "stable-cascade"):
+        assert all(isinstance(c["config"], str) for c in data["families"][name]["components"].values())
+    assert all("training" not in fam for fam in data["families"].values())
 
 
 def test_families_and_their_files():
-    families = {f.name: f for f in weights.list_families()}
+    families = {f.name: f for f in zoo.list_families()}
     assert list(families) == ["tiny2", "tiny", "stable-cascade-lite", "stable-cascade"]
-    assert weights.default_family() == "tiny2"
+    assert zoo.default_family() == "tiny2"
     assert families["tiny2"].bundled and families["tiny"].bundled  # tiny stays: its files still decode
     assert families["tiny2"].components["stage_a"].config["kind"] == "taesd"
     assert "TAEF2" in families["tiny2"].licence_note
@@ -47,15 +55,16 @@ def test_families_and_their_files():
         assert all(f.revision for f in spec.files.values())
         assert "Non-Commercial" in spec.licence
         assert spec.clip.dim == 1280 and spec.clip.repo == "stabilityai/stable-cascade"
-        assert spec.decode == weights.DecodeDefaults("ddpm", 10, 1.1, 0.7, 0.75)
-    # Training facts of the bundled model are recorded by training, never made up here.
+        assert spec.decode == DecodeSettings("ddpm", 10, 1.1, 0.7) and spec.effnet_factor == 0.75
+    # Training facts of the bundled models are recorded by training (in the registry's sidecar).
+    history = json.loads((REPO_ROOT / "docs" / "training.json").read_text())
     for name in ("tiny2", "tiny"):
-        assert set(families[name].training) >= {"command", "data", "steps", "wall_time_s"}
+        assert set(history[name]) >= {"command", "data", "steps", "wall_time_s"}
 
 
 def test_unknown_family_is_a_weights_error():
     with pytest.raises(WeightsError, match="unknown model 'nope'.*stable-cascade-lite"):
-        weights.get_family("nope")
+        zoo.get_family("nope")
 
 
 def test_malformed_registry_entry_is_refused(tmp_path):
@@ -64,7 +73,12 @@ def test_malformed_registry_entry_is_refused(tmp_path):
     path = tmp_path / "registry.json"
     path.write_text(json.dumps(data))
     with pytest.raises(WeightsError, match="stage_b config must have kind 'stage_b'"):
-        weights.load_registry(path)
+        zoo.load_registry(path)
+    data = json.loads((REPO_ROOT / "weights.json").read_text())
+    data["families"]["stable-cascade"]["components"]["stage_b"]["config"] = "stage_b_huge"
+    path.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="unknown architecture 'stage_b_huge'"):
+        zoo.load_registry(path)
 
 
 def _module_params(module: torch.nn.Module) -> int:
@@ -73,8 +87,8 @@ def _module_params(module: torch.nn.Module) -> int:
 
 def test_official_families_build_on_meta_instantly_with_official_sizes():
     start = time.perf_counter()
-    lite = weights.load_models("stable-cascade-lite", device="meta", pretrained=False)
-    full = weights.load_models("stable-cascade", device="meta", pretrained=False)
+    lite = zoo.load_models("stable-cascade-lite", device="meta", pretrained=False)
+    full = zoo.load_models("stable-cascade", device="meta", pretrained=False)
     elapsed = time.perf_counter() - start
     assert _module_params(lite.stage_a) == OFFICIAL_PARAMS["stage_a"]
     assert _module_params(lite.encoder) == OFFICIAL_PARAMS["encoder"]
@@ -88,8 +102,8 @@ def test_official_families_build_on_meta_instantly_with_official_sizes():
 
 
 def test_family_state_dicts_match_the_manifests(reference_dir):
-    spec = weights.get_family("stable-cascade-lite")
-    built = weights.load_models(spec, device="meta", pretrained=False)
+    spec = zoo.get_family("stable-cascade-lite")
+    built = zoo.load_models(spec, device="meta", pretrained=False)
     for module, manifest in (
         (built.stage_a, "manifest_stage_a.json"),
         (built.encoder, "manifest_effnet_encoder.json"),
@@ -102,11 +116,11 @@ def test_family_state_dicts_match_the_manifests(reference_dir):
 
 
 def test_parameter_count_and_size_estimate():
-    spec = weights.get_family("stable-cascade-lite")
-    assert weights.parameter_count(spec) == (
+    spec = zoo.get_family("stable-cascade-lite")
+    assert zoo.parameter_count(spec) == (
         OFFICIAL_PARAMS["stage_a"] + OFFICIAL_PARAMS["encoder"] + OFFICIAL_PARAMS["stage_b_lite"]
     )
-    size, exact = weights.file_sizes(spec)
+    size, exact = zoo.file_sizes(spec)
     # Nothing cached and no sizes recorded: an estimate from parameters and file dtypes
     # (fp32 stage A and effnet, bf16 stage B), buffers included.
     assert not exact
@@ -114,10 +128,10 @@ def test_parameter_count_and_size_estimate():
 
 
 def test_digest_is_short_stable_and_tracks_configs():
-    tiny = weights.get_family("tiny")
-    assert len(weights.weights_digest(tiny)) == 4
-    assert weights.weights_digest(tiny) == weights.weights_digest("tiny")
-    assert weights.weights_digest("stable-cascade") != weights.weights_digest("stable-cascade-lite")
+    tiny = zoo.get_family("tiny")
+    assert len(zoo.weights_digest(tiny)) == 4
+    assert zoo.weights_digest(tiny) == zoo.weights_digest("tiny")
+    assert zoo.weights_digest("stable-cascade") != zoo.weights_digest("stable-cascade-lite")
     changed = dataclasses.replace(
         tiny,
         components={
@@ -125,27 +139,27 @@ def test_digest_is_short_stable_and_tracks_configs():
             "stage_a": dataclasses.replace(tiny.components["stage_a"], config=STAGE_A_SMALL_FIXTURE.to_dict()),
         },
     )
-    assert weights.weights_digest(changed) != weights.weights_digest(tiny)
+    assert zoo.weights_digest(changed) != zoo.weights_digest(tiny)
 
 
 def test_missing_bundled_model_says_how_to_get_one(tmp_path):
-    tiny = weights.get_family("tiny")
+    tiny = zoo.get_family("tiny")
     absent = dataclasses.replace(
         tiny, files={"bundle": dataclasses.replace(tiny.files["bundle"], path=str(tmp_path / "none.safetensors"))}
     )
-    assert weights.where(absent) == "missing"
+    assert zoo.where(absent) == "missing"
     with pytest.raises(WeightsError, match=r"not in this build.*neurcodec train.*neurcodec pull"):
-        weights.load_models(absent)
+        zoo.load_models(absent)
     with pytest.raises(WeightsError, match="not in this build"):
-        weights.pull(absent, progress=False)
+        zoo.pull(absent, progress=False)
 
 
 def test_the_default_model_loads_or_says_it_is_not_in_this_build():
-    default = weights.default_family()
-    if weights.where(default) == "bundled":
-        loaded = weights.load_models()
+    default = zoo.default_family()
+    if zoo.where(default) == "bundled":
+        loaded = zoo.load_models()
         assert loaded.family.name == default and not loaded.stage_b.training
         assert loaded.clip_uncond.shape == (1, 1, loaded.family.clip.dim)
     else:
         with pytest.raises(WeightsError, match="not in this build"):
-            weights.load_models()
+            zoo.load_models()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def load(name: str | None = None, **kwargs: Any) -> Codec:
-    """Load a model family (default: the bundled `tiny`) as a ready `Codec`.
+    """Load a model family (default: the registry's default, the bundled `tiny2`) as a ready `Codec`.
 
     Keywords: `device` ("cpu", "cuda", "mps"), `dtype`, `pretrained` (False builds the modules
     only, instantly on `device="meta"`), `allow_zero_clip`.
@@ -25,6 +25,14 @@ def load(name: str | None = None, **kwargs: Any) -> Codec:
     from neurcodec.codec import load as _load
 
     return _load(name, **kwargs)
+
+
+def describe(source: Any) -> dict[str, Any]:
+    """What a `.dae` (bytes or a binary file, image or video) holds, without loading a model:
+    model, size, settings and where the bytes go (what `neurcodec info --json` prints)."""
+    from neurcodec.info import describe as _describe
+
+    return _describe(source)
 
 
 def __getattr__(name: str) -> Any:
@@ -36,4 +44,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'neurcodec' has no attribute {name!r}")
 
 
-__all__ = ["Codec", "load", "__version__"]
+__all__ = ["Codec", "describe", "load", "__version__"]

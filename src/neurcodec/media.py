@@ -36,8 +36,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from neurcodec.errors import CorruptFileError, InputError, UsageError
 
-# Every mode `restore` can produce. The order is stable so a container may store an index.
-RESTORE_MODES: tuple[str, ...] = ("RGB", "L", "1", "RGBA", "LA", "I;16", "I;16B", "I")
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I"})
 ALPHA_MODES = frozenset({"RGBA", "LA"})
 
@@ -69,7 +67,7 @@ class ImageMeta:
     """What `restore` needs to turn decoded RGB back into the user's image."""
 
     size: tuple[int, int]  # (width, height) after EXIF orientation
-    mode: str  # the mode `restore` produces, one of RESTORE_MODES
+    mode: str  # the mode `restore` produces
     source_mode: str  # the mode Pillow opened (informational, e.g. "P" or "CMYK")
     alpha_png: bytes | None = None  # alpha plane as PNG; None when there is none or it is opaque
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from neurcodec.diffusion import GDFConfig, build_gdf
 from neurcodec.errors import InputError, UsageError
 from neurcodec.models.configs import EffNetConfig, StageAConfig, StageBConfig, TaesdConfig, config_from_dict
+from neurcodec.models.discriminator import PatchDiscriminator
 from neurcodec.models.thumbnail import match_thumbnail
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -76,6 +77,13 @@ class TrainConfig:
     # loss alone cannot, where stage A's decoder saturates (TAESD soft-clamps its input), and
     # an estimate drifting out of range makes the residual stage B learns explode.
     direct_latent_weight: float = 0.0
+    # Adversarial term on the one-step decode (needs the one-step loss): a patch critic learns
+    # from the start; the decoder gets its hinge loss, times this weight, from
+    # `adversarial_start` steps into the joint phase on (a critic that knows something first).
+    adversarial_weight: float = 0.0
+    adversarial_start: int = 0
+    disc_lr: float = 2e-4
+    disc_widths: tuple[int, ...] = (32, 64, 128, 256)
     # Mixed precision of the joint step's forward passes ("bfloat16" or None = fp32) and the
     # conv memory layout: measured faster on these CPUs (benchmarks/train_speed.py).
     autocast: str | None = None
@@ -102,8 +110,9 @@ class TrainConfig:
         data["joint_phase"] = PhaseConfig(**data["joint_phase"])
         if "diffusion" in data:
             data["diffusion"] = GDFConfig(**data["diffusion"])
-        if "step_range" in data:
-            data["step_range"] = tuple(data["step_range"])
+        for key in ("step_range", "disc_widths"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,6 +226,12 @@ class Trainer:
         self.opt_a = torch.optim.AdamW(self.stage_a.parameters(), lr=config.stage_a_phase.lr, betas=(0.9, 0.99), weight_decay=0.0)
         params = list(self.encoder.parameters()) + list(self.stage_b.parameters())
         self.opt_b = torch.optim.AdamW(params, lr=config.joint_phase.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        self.disc: PatchDiscriminator | None = None
+        if config.adversarial_weight > 0:
+            if not (config.one_step_weight > 0 and config.one_step_batch > 0):
+                raise UsageError(f"training config {config.name!r}: adversarial_weight needs the one-step loss (one_step_weight, one_step_batch)")
+            self.disc = PatchDiscriminator(config.disc_widths).to(self.device)
+            self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.disc_lr, betas=(0.5, 0.9), weight_decay=0.0)
         self.phase = "stage_a"
         self.step = 0
         self.elapsed = 0.0  # seconds of training, summed over resumed runs
@@ -226,8 +241,9 @@ class Trainer:
         self.images: list[Tensor] | None = None
         self.latent_cache: list[Tensor] | None = None
         if config.channels_last:
-            for module in (self.stage_a, self.encoder, self.stage_b, self.ema_encoder, self.ema_stage_b):
-                module.to(memory_format=torch.channels_last)
+            for module in (self.stage_a, self.encoder, self.stage_b, self.ema_encoder, self.ema_stage_b, self.disc):
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)
 
     @property
     def downscale(self) -> int:
@@ -291,6 +307,7 @@ class Trainer:
             "opt_b": self.opt_b.state_dict(),
             "rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
+            **({"disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()} if self.disc is not None else {}),
         }
 
     def save_checkpoint(self) -> None:
@@ -310,6 +327,9 @@ class Trainer:
             getattr(self, name).load_state_dict(state[name])
         self.opt_a.load_state_dict(state["opt_a"])
         self.opt_b.load_state_dict(state["opt_b"])
+        if self.disc is not None and "disc" in state:  # a run that adds the critic starts it fresh
+            self.disc.load_state_dict(state["disc"])
+            self.opt_d.load_state_dict(state["opt_d"])
         self.phase, self.step, self.elapsed = state["phase"], state["step"], state["elapsed"]
         self.latent_scale = state["latent_scale"]
         self.prior_joint_steps = state.get("prior_joint_steps", 0)
@@ -324,7 +344,7 @@ class Trainer:
         The bundle's recorded training time is carried over; its record is returned."""
         from safetensors.torch import load_file
 
-        from neurcodec.weights import bundle_metadata
+        from neurcodec.zoo import bundle_metadata
 
         if not path.is_file():
             raise InputError(f"--init: no such model file {path}")
@@ -332,15 +352,19 @@ class Trainer:
         if not meta or "stage_a" not in meta:
             raise InputError(f"--init: {path} is not a model exported by `neurcodec train --export`")
         donor_b = config_from_dict(meta["stage_b"])
-        # A model without a direct head can start one (it starts at zero: the same model).
-        adds_head = not donor_b.c_direct and bool(self.config.stage_b.c_direct)
-        if adds_head:
-            donor_b = replace(donor_b, c_direct=self.config.stage_b.c_direct)
-        if donor_b != self.config.stage_b or config_from_dict(meta["encoder"]) != self.config.encoder:
+        # A model can start a direct head, or grow refine blocks on its head: both start as a
+        # no-op (a zero head, identity blocks), so the continued model begins as the same model.
+        wanted = self.config.stage_b
+        adds_head = not donor_b.c_direct and bool(wanted.c_direct)
+        grows_head = donor_b.c_direct == wanted.c_direct and donor_b.direct_refine < wanted.direct_refine
+        if adds_head or grows_head:
+            donor_b = replace(donor_b, c_direct=wanted.c_direct, direct_refine=wanted.direct_refine)
+        if donor_b != wanted or config_from_dict(meta["encoder"]) != self.config.encoder:
             raise UsageError(f"--init: {path} was trained with other model shapes than config {self.config.name!r}")
         tensors = load_file(str(path))
-        if adds_head:
-            tensors.update({f"stage_b.direct_head.{k}": v for k, v in self.stage_b.direct_head.state_dict().items()})
+        if adds_head or grows_head:
+            fresh = {f"stage_b.direct_head.{k}": v for k, v in self.stage_b.direct_head.state_dict().items()}
+            tensors = {**fresh, **tensors} if grows_head else {**tensors, **fresh}
         for prefix, modules in (
             ("stage_a.", (self.stage_a,)),
             ("encoder.", (self.encoder, self.ema_encoder)),
@@ -463,18 +487,38 @@ class Trainer:
             else:
                 n = min(cfg.one_step_batch, latent.shape[0])
                 xs, qs, bs, clip_s = x[:n], quantized[:n], None if base is None else base[:n], clip[:n]
-            pixel_loss, ms_ssim = self.one_step_pixel_loss(qs, xs, clip_s, bs)
+            pixel_loss, ms_ssim, decoded = self.one_step_pixel_loss(qs, xs, clip_s, bs)
             loss = loss + cfg.one_step_weight * pixel_loss
             stats["ms_ssim_1step"] = ms_ssim
+            if self.disc is not None and self.step >= cfg.adversarial_start:
+                self.disc.requires_grad_(False)
+                with self.autocast():
+                    adversarial = -self.disc(self._layout(decoded)).float().mean()
+                self.disc.requires_grad_(True)
+                loss = loss + cfg.adversarial_weight * adversarial
+                stats["g_adv"] = adversarial.item()
         self.opt_b.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.opt_b.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         self.opt_b.step()
+        if self.disc is not None:
+            stats["d_loss"] = self.critic_step(xs, decoded.detach())
         decay = min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
         ema_update(self.ema_encoder, self.encoder, decay)
         ema_update(self.ema_stage_b, self.stage_b, decay)
         return {"loss": loss.item(), **stats}
+
+    def critic_step(self, real: Tensor, decoded: Tensor) -> float:
+        """One hinge-loss step of the patch critic: real crops above +1, decoded below −1."""
+        with self.autocast():
+            real_scores = self.disc(self._layout(real)).float()
+            fake_scores = self.disc(self._layout(decoded)).float()
+        loss = F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.item()
 
     def _layout(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
@@ -495,19 +539,20 @@ class Trainer:
     def encode_for_training(self, x: Tensor, z0: Tensor) -> Tensor:
         """The encoder latent of pixel crops (whose stage A latents are `z0`), quantized as the
         bitstream will quantize it. The thumbnail channels are quantized like the rest."""
-        from neurcodec.codec import encoder_latent
+        from neurcodec.models.effnet import effnet_resize
+        from neurcodec.pipeline import encoder_latent
 
         cfg = self.config
         if self.encoder.in_channels != 3:
             latent = self.encoder(z0, x)  # what encoder_latent computes, from the cache
         else:
-            effnet_in = x if cfg.effnet_factor == 1.0 else F.interpolate(x, scale_factor=cfg.effnet_factor, mode="nearest")
-            latent = encoder_latent(self.encoder, self.stage_a, effnet_in)
+            latent = encoder_latent(self.encoder, self.stage_a, effnet_resize(x, cfg.effnet_factor))
         return quantize_for_training(latent.float(), cfg.step_range, cfg.round_fraction)
 
-    def one_step_pixel_loss(self, latent: Tensor, x: Tensor, clip: Tensor, base: Tensor | None = None) -> tuple[Tensor, float]:
+    def one_step_pixel_loss(self, latent: Tensor, x: Tensor, clip: Tensor, base: Tensor | None = None) -> tuple[Tensor, float, Tensor]:
         """Pixel loss of the decode a sampler's first step makes: x0 from pure noise at t = 1
-        (plus the direct head's estimate `base`, when the model has a head)."""
+        (plus the direct head's estimate `base`, when the model has a head). Returns the loss,
+        its MS-SSIM and the decoded pixels."""
         from pytorch_msssim import ms_ssim
 
         d = self.downscale
@@ -525,7 +570,7 @@ class Trainer:
         window -= 1 - window % 2  # odd
         score = ms_ssim(pixels.clamp(0, 1), x, data_range=1.0, win_size=window)
         loss = 0.84 * (1 - score) + 0.16 * F.l1_loss(pixels, x)
-        return loss, score.item()
+        return loss, score.item(), pixels
 
     def run(self, *, max_minutes: float | None = None, progress: Callable[[str, int, int, dict], None] | None = None) -> bool:
         """Train until both phases are done or `max_minutes` pass; returns True when finished."""

@@ -38,9 +38,10 @@ import numpy as np
 import torch
 
 from neurcodec.bitstream import (
+    CHUNK_AUDIO,
     DaeStreamReader,
     DaeStreamWriter,
-    DecodeDefaults,
+    DecodeSettings,
     FrameGroup,
     VideoHeader,
     decode_latent,
@@ -52,13 +53,10 @@ from neurcodec.bitstream import (
 )
 from neurcodec.bitstream.container import MAX_GROUP_FRAMES
 from neurcodec.bitstream.quantize import MAX_SYMBOL
-from neurcodec.codec import DEFAULT_SEED, Codec, DecodeSettings, sampler_name
-from neurcodec.codec import _SAMPLER_NAMES as SAMPLER_FUNCS
-from neurcodec.diffusion import sample
+from neurcodec.codec import DEFAULT_SEED, Codec, check_rate, settings_over
 from neurcodec.errors import CorruptFileError, InputError, UsageError
 from neurcodec.video_io import VideoInfo, VideoSink, VideoSource
 
-CHUNK_AUDIO = 0x81  # optional: Matroska bytes holding the input's audio stream, untouched
 DEFAULT_GOP = 32  # intra refresh period (frames); DCVC's low-delay setting uses 32 as well
 DEFAULT_HYSTERESIS = 0.75  # see benchmarks/video_temporal.py for the rate/distortion trade
 DEFAULT_BATCH = 4  # frames per stage B / encoder batch
@@ -149,7 +147,6 @@ def group_symbols(group: FrameGroup, shape: tuple[int, int, int]) -> Iterator[np
 # ---------------------------------------------------------------------------- sampling
 
 
-@torch.inference_mode()
 def generate_frames(
     codec: Codec,
     latents: torch.Tensor,
@@ -160,82 +157,24 @@ def generate_frames(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of conditioning latents (B,16,h,w) → ([0,1] frames (B,3,H,W), stage A latents).
 
-    Every frame gets the same initial noise and the same per-step noise from `settings.seed`;
-    for B = 1 and no `init` this is exactly `Codec.generate`. With `init` (B,c,h',w') and
-    `t_start < 1`, sampling starts from `init` noised to `t_start` (partial diffusion).
-    Frames with identical inputs (skipped frames of a still scene) are sampled once: they come
-    out bit-identical, which batched kernels alone do not promise, and cost nothing extra.
+    Every frame gets the same initial noise and the same per-step noise from `settings.seed`
+    (the pipeline's shared noise); for B = 1 and no `init` this is exactly the image decode.
+    With `init` (B,c,h',w') and `t_start < 1`, sampling starts from `init` noised to `t_start`
+    (partial diffusion). Frames with identical inputs (skipped frames of a still scene) are
+    sampled once: they come out bit-identical, which batched kernels alone do not promise, and
+    cost nothing extra.
     """
     rows = latents.flatten(1)
     if init is not None:
         rows = torch.cat([rows, init.to(rows.device, rows.dtype).flatten(1)], dim=1)
     unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
     if len(unique) == len(rows):
-        return _generate_distinct(codec, latents, size, settings, init, t_start)
+        return codec.pipeline.generate(latents, size, settings, noise="shared", init=init, t_start=t_start)
     first = [int((inverse == k).nonzero()[0]) for k in range(len(unique))]
-    pixels, z = _generate_distinct(
-        codec, latents[first], size, settings, None if init is None else init[first], t_start
+    pixels, z = codec.pipeline.generate(
+        latents[first], size, settings, noise="shared", init=None if init is None else init[first], t_start=t_start
     )
     return pixels[inverse], z[inverse]
-
-
-def _generate_distinct(
-    codec: Codec,
-    latents: torch.Tensor,
-    size: tuple[int, int],
-    settings: DecodeSettings,
-    init: torch.Tensor | None,
-    t_start: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    width, height = size
-    batch = latents.shape[0]
-    latent_hw = codec.latent_hw(width, height)
-    cond = latents.to(codec.device, codec.dtype)
-    clip = codec.clip_uncond.to(codec.device, codec.dtype).reshape(1, 1, -1).expand(batch, -1, -1)
-    guided = settings.guidance > 1.0
-    if guided:  # [cond; uncond]: a zero latent is the unconditional branch
-        cond = torch.cat([cond, torch.zeros_like(cond)])
-        clip = torch.cat([clip, clip])
-    conditions = codec.stage_b.encode_conditions(cond, clip, latent_hw=latent_hw)
-
-    def model(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        return codec.stage_b(x.to(codec.dtype), r.to(codec.dtype), cond=conditions).float()
-
-    generator = torch.Generator().manual_seed(settings.seed)
-    one = (1, codec.stage_a.c_latent, *latent_hw)
-    noise0 = torch.randn(one, generator=generator).expand(batch, *one[1:]).to(codec.device)
-
-    def shared_noise(step: int, like: torch.Tensor) -> torch.Tensor:
-        # One draw per step for the whole batch: frame i and frame j see the same noise.
-        z = torch.randn((1, *like.shape[1:]), generator=generator)
-        return z.expand_as(like).to(device=like.device, dtype=like.dtype)
-
-    base = codec.stage_b.direct_estimate(latents.to(codec.device, codec.dtype), latent_hw)
-    base = None if base is None else base.float()
-    x_init = noise0
-    if init is not None and t_start < 1.0:
-        # The sampler works on the residual around the direct estimate (when the model has one).
-        start = init.to(codec.device).float() - (0 if base is None else base)
-        x_init = codec.gdf.diffuse(start, t=t_start, noise=noise0).x_t
-    else:
-        t_start = 1.0
-    with codec._autocast():  # the family's measured precision, as in the image decode
-        z = sample(
-            model,
-            x_init,
-            codec.gdf,
-            steps=settings.steps,
-            sampler=SAMPLER_FUNCS[settings.sampler],
-            t_start=t_start,
-            cfg=settings.guidance if guided else None,
-            cfg_rho=settings.cfg_rescale,
-            noise_fn=shared_noise,
-        )
-        if base is not None:
-            z = z + base
-        decoded = codec.stage_a.decode(z.to(codec.dtype))
-    pixels = codec.finish_pixels(latents, decoded)
-    return pixels[:, :, :height, :width].cpu(), z
 
 
 def _to_uint8(pixels: torch.Tensor) -> list[np.ndarray]:
@@ -298,12 +237,7 @@ class VideoCodec:
         `bpp` picks the highest `-q` whose first group fits the target; `limit` stops after
         that many frames.
         """
-        if quality is not None and bpp is not None:
-            raise UsageError("give either quality or bpp, not both")
-        if quality is not None and not 0 <= quality <= 100:
-            raise UsageError(f"quality must be in 0..100, got {quality}")
-        if bpp is not None and not bpp > 0:
-            raise UsageError(f"bpp must be > 0, got {bpp}")
+        check_rate(quality, bpp)
         if not 1 <= gop <= MAX_GROUP_FRAMES:
             raise UsageError(f"gop must be in 1..{MAX_GROUP_FRAMES}, got {gop}")
         if not temporal:
@@ -322,6 +256,7 @@ class VideoCodec:
         if info.width > 65536 or info.height > 65536:
             raise InputError(f"video is {info.width}×{info.height}; the largest side this format holds is 65536")
         notes = list(info.notes)
+        decode = settings_over(self.codec.family.decode, steps=steps, guidance=guidance, sampler=sampler, seed=DEFAULT_SEED if seed is None else seed)
         frames = src.frames()
         if limit is not None:
             frames = (f for i, f in zip(range(limit), frames))
@@ -329,8 +264,6 @@ class VideoCodec:
         first_group = [latent for _, latent in zip(range(gop), latents)]
         if not first_group:
             raise InputError("the video has no frames")
-
-        defaults = self.codec.default_decode()
 
         def header_for(q: int) -> VideoHeader:
             return VideoHeader(
@@ -340,14 +273,9 @@ class VideoCodec:
                 height=info.height,
                 latent_shape=tuple(first_group[0].shape),
                 step_index=quality_to_step_index(q),
-                effnet_scale=self.codec.effnet_factor,
-                seed=DEFAULT_SEED if seed is None else seed,
-                decode=DecodeDefaults(
-                    sampler=sampler_name(sampler) if sampler else defaults.sampler,
-                    steps=steps if steps is not None else defaults.steps,
-                    guidance=guidance if guidance is not None else defaults.guidance,
-                    cfg_rescale=defaults.cfg_rescale,
-                ),
+                effnet_scale=self.codec.pipeline.effnet_factor,
+                seed=decode.seed,
+                decode=decode,
                 fps=info.fps,
                 time_base=info.time_base,
                 frame_count=info.frame_count if limit is None else None,
@@ -424,25 +352,17 @@ class VideoCodec:
             )
         return reader
 
-    def settings_for(self, header: VideoHeader, **overrides: Any) -> DecodeSettings:
-        return self.codec.settings_for(header, **overrides)  # same fields as an image header
-
     def frames(
-        self,
-        reader: DaeStreamReader,
-        *,
-        steps: int | None = None,
-        guidance: float | None = None,
-        sampler: str | None = None,
-        seed: int | None = None,
-        refine: float | None = None,
-        progress: ProgressFn | None = None,
+        self, reader: DaeStreamReader, *, refine: float | None = None, progress: ProgressFn | None = None, **overrides: Any
     ) -> Iterator[np.ndarray]:
-        """Decoded frames (H×W×3 uint8 RGB) of an opened stream, in order, batch by batch."""
+        """Decoded frames (H×W×3 uint8 RGB) of an opened stream, in order, batch by batch.
+
+        `overrides`: steps, guidance, sampler, seed over the stream's own (as `Codec.decode`).
+        """
         header = reader.header
         if refine is not None and not 0.0 < refine < 1.0:
             raise UsageError(f"refine (the partial-diffusion start time) must be in (0, 1), got {refine}")
-        settings = self.settings_for(header, steps=steps, guidance=guidance, sampler=sampler, seed=seed)
+        settings = self.codec.settings_for(header, **overrides)  # a video header has the image's fields
         step = step_from_index(header.step_index)
         size = (header.width, header.height)
         shape = tuple(header.latent_shape)
@@ -530,71 +450,12 @@ def _chain(first: list[np.ndarray], rest: Iterator[np.ndarray]) -> Iterator[np.n
 # ---------------------------------------------------------------------------- info
 
 
-def describe_video(fileobj: BinaryIO) -> dict[str, Any]:
-    """What `neurcodec info` shows for a video stream: timing, frames, rate, where bytes go.
-
-    Reads the whole stream (checksums verified) but decodes no latent and loads no model.
-    """
-    counter = _CountingReader(fileobj)
-    reader = DaeStreamReader(counter)
-    h = reader.header
-    frames = groups = intra = residual = skipped = 0
-    for group in reader:
-        groups += 1
-        frames += len(group.latents)
-        intra += len(group.latents[0])
-        residual += sum(len(b) for b in group.latents[1:])
-        skipped += sum(1 for b in group.latents[1:] if not b)
-    audio = sum(len(body) for kind, body in reader.chunks if kind == CHUNK_AUDIO)
-    duration = frames / float(h.fps) if frames else 0.0
-    total = counter.consumed
-    d = h.decode
-    return {
-        "kind": "video",
-        "model": h.model,
-        "weights_digest": h.weights_digest.hex(),
-        "width": h.width,
-        "height": h.height,
-        "frames": frames,
-        "declared_frames": h.frame_count,
-        "fps": f"{h.fps.numerator}/{h.fps.denominator}" if h.fps.denominator != 1 else str(h.fps.numerator),
-        "fps_value": float(h.fps),
-        "time_base": f"{h.time_base.numerator}/{h.time_base.denominator}",
-        "duration": duration,
-        "gop": h.gop,
-        "groups": groups,
-        "latent_shape": list(h.latent_shape),
-        "step": step_from_index(h.step_index),
-        "step_index": h.step_index,
-        "seed": h.seed,
-        "decode_defaults": None if d is None else {"sampler": d.sampler, "steps": d.steps, "guidance": d.guidance, "cfg_rescale": d.cfg_rescale},
-        "bytes": total,
-        "kbps": 8 * total / 1000 / duration if duration else 0.0,
-        "bpp": 8 * total / (frames * h.width * h.height) if frames else 0.0,
-        "audio": bool(audio),
-        "breakdown": {"intra": intra, "residual": residual, "audio": audio, "skipped_frames": skipped, "other": total - intra - residual - audio},
-    }
-
-
-class _CountingReader:
-    def __init__(self, fileobj: BinaryIO) -> None:
-        self._file = fileobj
-        self.consumed = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._file.read(n)
-        self.consumed += len(data)
-        return data
-
-
 __all__ = [
-    "CHUNK_AUDIO",
     "DEFAULT_GOP",
     "DEFAULT_HYSTERESIS",
     "VideoCodec",
     "VideoDecodeReport",
     "VideoEncodeReport",
-    "describe_video",
     "generate_frames",
     "group_symbols",
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from neurcodec.bitstream import (
-    DecodeDefaults,
+    DecodeSettings,
     FrameGroup,
     ImageHeader,
     VideoHeader,
@@ -50,7 +50,7 @@ def main() -> None:
     h = ImageHeader(
         "my-finetune", b"\xde\xad\xbe\xef", 300, 200, s.shape, step_index=60, mode="L",
         orientation=6, effnet_scale=0.75, seed=2**40,
-        decode=DecodeDefaults("dpmpp-2m", 25, 4.5, 0.7),
+        decode=DecodeSettings("dpmpp-2m", 25, 4.5, 0.7),
     )
     (HERE / "image_named.dae").write_bytes(
         write_image(h, encode_latent(s, adaptive=True), [(0x81, b"hello")])

@@ -5,11 +5,12 @@ bytes ⇄ container (container.py) ⇄ entropy (entropy.py) ⇄ symbols ⇄ quan
 
 from neurcodec.bitstream.container import (
     CHUNK_ALPHA,
+    CHUNK_AUDIO,
     DaeImage,
     DaeStreamReader,
     DaeStreamWriter,
     DaeVideo,
-    DecodeDefaults,
+    DecodeSettings,
     FrameGroup,
     ImageHeader,
     VideoHeader,
@@ -18,6 +19,7 @@ from neurcodec.bitstream.container import (
     read_header,
     read_image,
     read_video,
+    sampler_name,
     write_image,
     write_video,
 )
@@ -41,11 +43,13 @@ from neurcodec.bitstream.quantize import (
 
 __all__ = [
     "CHUNK_ALPHA",
+    "CHUNK_AUDIO",
     "DaeImage",
     "DaeStreamReader",
     "DaeStreamWriter",
     "DaeVideo",
-    "DecodeDefaults",
+    "DecodeSettings",
+    "sampler_name",
     "FrameGroup",
     "ImageHeader",
     "LatentCodeReport",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import BinaryIO
 
@@ -51,6 +51,7 @@ CHUNK_END = 0x00
 CHUNK_LATENT = 0x01
 CHUNK_FRAME_GROUP = 0x02
 CHUNK_ALPHA = 0x03  # reserved for the codec's alpha plane (opaque to the container)
+CHUNK_AUDIO = 0x81  # a video's audio: Matroska bytes of the input's audio stream, untouched
 KNOWN_CRITICAL = frozenset({CHUNK_END, CHUNK_LATENT, CHUNK_FRAME_GROUP, CHUNK_ALPHA})
 OPTIONAL_BIT = 0x80
 
@@ -70,23 +71,46 @@ EFFNET_SCALE_UNIT = 64  # effnet input factor stored as round(f * 64)
 
 
 @dataclass(frozen=True)
-class DecodeDefaults:
-    """Decoder settings recorded by the encoder; snapped to the stored fixed-point grid."""
+class DecodeSettings:
+    """How a picture is decoded: the defaults a file stores (or a model family declares) and,
+    with the caller's overrides merged over them (`with_overrides`), what one decode runs with.
 
-    sampler: str = "ddpm"
+    Snapped to the fixed-point grid the file stores (guidance 1/16, cfg rescale 1/100), so a
+    setting reads back exactly as written. A file stores the seed once, in its header's `seed`.
+    """
+
+    sampler: str = "ddpm"  # one spelling: ddpm, ddim, dpmpp-2m (`sampler_name` normalises input)
     steps: int = 30
     guidance: float = 0.0
     cfg_rescale: float = 0.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
         if not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must be in 1..{MAX_STEPS}")
+            raise ValueError(f"steps must be in 1..{MAX_STEPS}, got {self.steps}")
         if not 0 <= self.guidance <= 100 or not 0 <= self.cfg_rescale <= 1:
-            raise ValueError("guidance must be in 0..100 and cfg_rescale in 0..1")
+            raise ValueError(f"guidance must be in 0..100 (got {self.guidance}) and cfg_rescale in 0..1 (got {self.cfg_rescale})")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
         object.__setattr__(self, "guidance", round(self.guidance * GUIDANCE_UNIT) / GUIDANCE_UNIT)
         object.__setattr__(self, "cfg_rescale", round(self.cfg_rescale * RESCALE_UNIT) / RESCALE_UNIT)
+
+    def with_overrides(
+        self, *, steps: int | None = None, guidance: float | None = None, sampler: str | None = None, seed: int | None = None
+    ) -> DecodeSettings:
+        """These settings with each given value in place of the stored one (None keeps it)."""
+        given = {"steps": steps, "guidance": guidance, "sampler": None if sampler is None else sampler_name(sampler), "seed": seed}
+        return replace(self, **{k: v for k, v in given.items() if v is not None})
+
+
+def sampler_name(name: str) -> str:
+    """A user's sampler name in the one spelling files and samplers use (ddpm, ddim, dpmpp-2m)."""
+    key = name.lower().replace("_", "-")
+    if key not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return key
 
 
 @dataclass(frozen=True)
@@ -101,7 +125,12 @@ class _Header:
     orientation: int = 1  # EXIF orientation 1..8
     effnet_scale: float = 1.0  # EfficientNet input factor, multiple of 1/64
     seed: int = 0
-    decode: DecodeDefaults | None = None
+    decode: DecodeSettings | None = None  # stored defaults; their seed is `seed`
+
+    def decode_settings(self, fallback: DecodeSettings) -> DecodeSettings:
+        """What this file decodes with when nothing is overridden: its stored settings (or, in a
+        file that stores none, `fallback` — the model family's) with the file's seed."""
+        return replace(self.decode or fallback, seed=self.seed)
 
     def __post_init__(self) -> None:
         checks = [
@@ -123,6 +152,8 @@ class _Header:
         object.__setattr__(
             self, "effnet_scale", round(self.effnet_scale * EFFNET_SCALE_UNIT) / EFFNET_SCALE_UNIT
         )
+        if self.decode is not None and self.decode.seed != self.seed:  # the file stores one seed
+            object.__setattr__(self, "decode", replace(self.decode, seed=self.seed))
 
 
 @dataclass(frozen=True)
@@ -363,11 +394,12 @@ def _parse_header(reader: ByteReader) -> _Header:
         seed=reader.uvarint("seed", MAX_SEED),
     )
     if flags & _F_DECODE:
-        common["decode"] = DecodeDefaults(
+        common["decode"] = DecodeSettings(
             sampler=SAMPLERS[reader.uvarint("sampler", len(SAMPLERS) - 1)],
             steps=reader.uvarint("steps", MAX_STEPS, 1),
             guidance=reader.uvarint("guidance", 100 * GUIDANCE_UNIT) / GUIDANCE_UNIT,
             cfg_rescale=reader.uvarint("cfg rescale", RESCALE_UNIT) / RESCALE_UNIT,
+            seed=common["seed"],
         )
     if not flags & _F_VIDEO:
         return ImageHeader(**common)
@@ -578,11 +610,13 @@ def read_header(data: bytes) -> ImageHeader | VideoHeader:
 
 __all__ = [
     "CHUNK_ALPHA",
+    "CHUNK_AUDIO",
     "DaeImage",
     "DaeStreamReader",
     "DaeStreamWriter",
     "DaeVideo",
-    "DecodeDefaults",
+    "DecodeSettings",
+    "sampler_name",
     "FrameGroup",
     "ImageHeader",
     "VideoHeader",

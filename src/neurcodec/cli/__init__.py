@@ -41,19 +41,8 @@ def _root(
         raise typer.Exit(0)
 
 
-def _register_commands() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    import importlib
-
-    for module in ("codec_cmd", "models_cmd", "bench_cmd", "train_cmd"):
-        try:
-            importlib.import_module(f"neurcodec.cli.{module}")
-        except ModuleNotFoundError as exc:  # a command group not written yet
-            if exc.name != f"neurcodec.cli.{module}":
-                raise
-
-
-_register_commands()
+# Imported for their side effect of adding commands to `app`.
+from neurcodec.cli import bench_cmd, codec_cmd, models_cmd, train_cmd  # noqa: E402, F401
 
 
 def main() -> None:

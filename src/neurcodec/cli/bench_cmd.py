@@ -64,7 +64,7 @@ def bench(
         write_reports,
     )
     from neurcodec.bench import metrics as M
-    from neurcodec.weights import default_family
+    from neurcodec.zoo import default_family
 
     err = Console(stderr=True)
     if (out / "results.json").exists() and not overwrite:

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from neurcodec import fileio, media
 from neurcodec.cli import app, video_cmd
+from neurcodec.info import describe
 from neurcodec.errors import NeurcodecError, UsageError
 
 DAE_SUFFIX = ".dae"
@@ -142,15 +143,6 @@ class _Runtime:
                 options["dtype"] = getattr(torch, self.dtype)
             self._codecs[name] = neurcodec.load(name, device=self.device, **options)
         return self._codecs[name]
-
-
-def _describe(data: bytes) -> dict[str, Any]:
-    """The file's header as a dict (model, size, mode, settings ...); needs no weights."""
-    if data[:3] == b"DAE" and len(data) > 4 and data[4] & 0x01:  # a video stream
-        return video_cmd.describe(data)
-    from neurcodec.codec import describe
-
-    return describe(data)
 
 
 @dataclass
@@ -322,7 +314,7 @@ def encode(
     )
     runtime = _Runtime(device.value, dtype.value if dtype else None, threads)
     if model is None:
-        from neurcodec.weights import default_family
+        from neurcodec.zoo import default_family
 
         model = default_family()
     settings = dict(
@@ -407,7 +399,7 @@ def decode(
                 refine=refine, progress=reporter.steps, quiet=quiet, **settings,
             )
         data = fileio.read_input(source)
-        header = _describe(data)
+        header = describe(data)
         spec = spec_for[target]
         # Refuse before the (slow) diffusion decode what the format could not hold.
         media.check_can_save(header.get("mode", "RGB"), spec, transparent=bool(header.get("alpha")))
@@ -445,7 +437,7 @@ def info(
     console = Console(highlight=False)
     for source in inputs:
         data = fileio.read_input(source)
-        described = {"file": source, "bytes": len(data), **_describe(data)}
+        described = {"file": source, "bytes": len(data), **describe(data)}
         if json_lines:
             sys.stdout.write(json.dumps(described, default=str) + "\n")
             continue

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neurcodec import weights
+from neurcodec import zoo
 from neurcodec.cli import app
 
 
@@ -41,23 +41,23 @@ def models(
 ) -> None:
     """List model families: parameters, size, licence, and where they are (bundled/cached/remote)."""
     rows = []
-    default = weights.default_family()
-    for spec in weights.list_families():
-        size, exact = weights.file_sizes(spec)
-        has_clip = not spec.clip.from_text_encoder or weights.clip_cache_path(spec).is_file()
+    default = zoo.default_family()
+    for spec in zoo.list_families():
+        size, exact = zoo.file_sizes(spec)
+        has_clip = not spec.clip.from_text_encoder or zoo.clip_cache_path(spec).is_file()
         rows.append(
             {
                 "name": spec.name,
                 "default": spec.name == default,
-                "where": weights.where(spec),
-                "parameters": weights.parameter_count(spec),
+                "where": zoo.where(spec),
+                "parameters": zoo.parameter_count(spec),
                 "size_bytes": size,
                 "size_exact": exact,
                 "licence": spec.licence,
                 "licence_url": spec.licence_url,
                 "licence_note": spec.licence_note,
                 "clip_vector": has_clip,
-                "digest": weights.weights_digest(spec).hex(),
+                "digest": zoo.weights_digest(spec).hex(),
                 "description": spec.description,
             }
         )
@@ -89,11 +89,11 @@ def pull(
 ) -> None:
     """Download a model's weights into the Hugging Face cache and prepare it for decoding."""
     err = Console(stderr=True)
-    spec = weights.get_family(name)
+    spec = zoo.get_family(name)
     # Progress only on a terminal (step lines from rich, byte bars from huggingface_hub), so a
     # failure in a script is exactly one line.
     on_step = (lambda msg: err.print(f"{spec.name}: {msg}")) if err.is_terminal else None
-    result = weights.pull(spec, progress=err.is_terminal, force=force, on_step=on_step)
+    result = zoo.pull(spec, progress=err.is_terminal, force=force, on_step=on_step)
     if as_json:
         typer.echo(
             json.dumps(
@@ -108,4 +108,4 @@ def pull(
         )
     else:
         licence = f"; weights under the {spec.licence}" + (f" ({spec.licence_url})" if spec.licence_url else "")
-        err.print(f"{spec.name}: ready ({weights.where(spec)}){licence}")
+        err.print(f"{spec.name}: ready ({zoo.where(spec)}){licence}")

@@ -37,7 +37,7 @@ def train(
     joint_steps: Annotated[Optional[int], typer.Option("--joint-steps", min=1, help="Override the config's number of joint (encoder + stage B) steps.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="Override the config's peak learning rate of the joint phase (e.g. lower for a fine-tune with --init).")] = None,
     stage_a: Annotated[Optional[Path], typer.Option("--stage-a", help="Pretrained stage A weights, for configs that do not train their own (tiny2): a folder with a TAESD *_encoder.pth/*_decoder.pth pair, or an exported model whose stage A to reuse.")] = None,
-    register: Annotated[bool, typer.Option("--register", help="With --export: record the exported file (configs, size, sha256, training record) in weights.json under the config's name.")] = False,
+    register: Annotated[bool, typer.Option("--register", help="With --export: record the exported file (configs, size, sha256) in weights.json under the config's name, and its training record in docs/training.json.")] = False,
 ) -> None:
     """Train stage A, then the encoder and stage B jointly under the diffusion loss."""
     import torch
@@ -91,9 +91,9 @@ def train(
         spec = trainer.export(export, record={"command": command, "data": str(data)})
         console.print(f"exported {export} ({export.stat().st_size / 1e6:.1f} MB): {spec['training']}", markup=False)
         if register:
-            from neurcodec.weights import record_bundle
+            from neurcodec.zoo import record_bundle
 
             record_bundle(export, family=cfg.name)
-            console.print(f"recorded {export.name} as family {cfg.name!r} in weights.json")
+            console.print(f"recorded {export.name} as family {cfg.name!r} in weights.json (its training in docs/training.json)")
     elif register:
         raise UsageError("--register needs --export")

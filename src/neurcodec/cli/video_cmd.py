@@ -45,8 +45,13 @@ def is_video_input(path: str) -> bool:
 
 
 def is_video_dae(path: str) -> bool:
-    head = _head(path, 5)
-    return len(head) == 5 and head[:3] == b"DAE" and bool(head[4] & 0x01)
+    from neurcodec.bitstream import peek_kind
+    from neurcodec.errors import NeurcodecError
+
+    try:
+        return peek_kind(_head(path, 5)) == "video"
+    except NeurcodecError:  # not a .dae at all: the image path reports what is wrong with it
+        return False
 
 
 def is_video_format(fmt: str | None) -> bool:
@@ -147,11 +152,3 @@ def _notes(notes: list[str], quiet: bool) -> None:
         console = Console(stderr=True, highlight=False)
         for note in notes:
             console.print(f"note: {note}", markup=False)
-
-
-def describe(data: bytes) -> dict[str, Any]:
-    import io
-
-    from neurcodec.video import describe_video
-
-    return describe_video(io.BytesIO(data))

@@ -166,7 +166,7 @@ def sample_dpmpp_2m(
 SAMPLERS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
     "ddpm": sample_ddpm,
     "ddim": sample_ddim,
-    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp-2m": sample_dpmpp_2m,
 }
 
 
@@ -190,7 +190,7 @@ def sample(
     gdf: GDF,
     *,
     steps: int,
-    sampler: Literal["ddpm", "ddim", "dpmpp_2m"] = "ddpm",
+    sampler: Literal["ddpm", "ddim", "dpmpp-2m"] = "ddpm",
     eta: float | None = None,
     t_start: float = 1.0,
     t_end: float = 0.0,

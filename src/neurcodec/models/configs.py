@@ -19,16 +19,13 @@ from neurcodec.models.taesd import TinyAutoencoder
 
 __all__ = [
     "EFFNET_OFFICIAL",
-    "EFFNET_TINY",
     "EffNetConfig",
     "NAMED_CONFIGS",
     "STAGE_A_OFFICIAL",
     "STAGE_A_SMALL_FIXTURE",
-    "STAGE_A_TINY",
     "STAGE_B_FULL",
     "STAGE_B_LITE",
     "STAGE_B_SMALL_FIXTURE",
-    "STAGE_B_TINY",
     "StageAConfig",
     "StageBConfig",
     "TaesdConfig",
@@ -135,6 +132,7 @@ class StageBConfig(_Config):
     self_attn: bool = True
     t_conds: tuple[str, ...] = ("sca",)
     c_direct: tuple[int, ...] = ()  # widths of the direct head (none in the official models)
+    direct_refine: int = 0  # residual blocks after the direct head's upsampling
 
 
 # --- official Stable Cascade checkpoints (notes §3, §4, §6.1) ---------------------------------
@@ -159,19 +157,7 @@ STAGE_B_SMALL_FIXTURE = StageBConfig(
     c_clip=32,
 )
 
-# --- starting points for the CPU-trained default model (same structure, far smaller) --------
-STAGE_A_TINY = StageAConfig(bottleneck_blocks=4, c_hidden=128, codebook_size=1024)
-EFFNET_TINY = EffNetConfig(width_mult=0.5, depth_mult=0.25, last_channel=320, stochastic_depth_prob=0.0)
-STAGE_B_TINY = StageBConfig(
-    c_cond=128,
-    c_hidden=(64, 128, 192, 192),
-    nhead=(-1, -1, 3, 3),
-    blocks=((1, 2, 2, 1), (1, 2, 2, 1)),
-    block_repeat=((1, 1, 1, 1), (1, 1, 1, 1)),
-    c_clip=16,
-    dropout=(0, 0, 0, 0),
-)
-
+# Named once: the registry (weights.json) refers to the official architectures by these names.
 NAMED_CONFIGS: dict[str, _Config] = {
     "stage_a_official": STAGE_A_OFFICIAL,
     "effnet_official": EFFNET_OFFICIAL,
@@ -179,9 +165,6 @@ NAMED_CONFIGS: dict[str, _Config] = {
     "stage_b_lite": STAGE_B_LITE,
     "stage_a_small_fixture": STAGE_A_SMALL_FIXTURE,
     "stage_b_small_fixture": STAGE_B_SMALL_FIXTURE,
-    "stage_a_tiny": STAGE_A_TINY,
-    "effnet_tiny": EFFNET_TINY,
-    "stage_b_tiny": STAGE_B_TINY,
 }
 
 _KINDS: dict[str, type[_Config]] = {c.kind: c for c in (StageAConfig, TaesdConfig, EffNetConfig, StageBConfig)}

@@ -152,8 +152,11 @@ def effnet_input_size(height: int, width: int, factor: float = 0.75) -> tuple[in
 
 
 def effnet_resize(x: Tensor, factor: float = 0.75) -> Tensor:
-    """Nearest-neighbour resize of a [0,1] image batch to `effnet_input_size` (reference recipe)."""
+    """Nearest-neighbour resize of a [0,1] image batch to `effnet_input_size` (reference recipe);
+    the one resize of the encoder input, in training and inference alike."""
     size = effnet_input_size(x.shape[-2], x.shape[-1], factor)
+    if size == tuple(x.shape[-2:]):
+        return x
     return TF.resize(x, list(size), interpolation=TF.InterpolationMode.NEAREST, antialias=False)
 
 

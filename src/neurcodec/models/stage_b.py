@@ -50,7 +50,9 @@ def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
 
 
 class StageB(nn.Module):
-    """ε-predicting U-Net over the Stage A latent (B, c_in, H, W), H and W even.
+    """The denoising U-Net over the stage A latent (B, c_in, H, W), H and W even; what its
+    output means (ε for the official models, x0 for the ones trained here) is the family's GDF
+    target (`diffusion` in weights.json).
 
     Level types: 'C' ResBlock, 'T' TimestepBlock, 'A' AttnBlock. `blocks[0]`/`block_repeat[0]`
     are per down level (shallow first); `blocks[1]`/`block_repeat[1]` per up level, deepest
@@ -78,6 +80,7 @@ class StageB(nn.Module):
         self_attn: bool = True,
         t_conds: Sequence[str] = ("sca",),
         c_direct: Sequence[int] = (),
+        direct_refine: int = 0,
     ) -> None:
         super().__init__()
         c_hidden = list(c_hidden)
@@ -180,7 +183,7 @@ class StageB(nn.Module):
         )
         self.reset_parameters()
         # Optional (not in the official models): see `direct_estimate`.
-        self.direct_head = DirectHead(c_effnet, c_out, c_direct) if c_direct else None
+        self.direct_head = DirectHead(c_effnet, c_out, c_direct, direct_refine) if c_direct else None
 
     # ------------------------------------------------------------------ init
     @torch.no_grad()

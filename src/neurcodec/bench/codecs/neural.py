@@ -8,7 +8,6 @@ from typing import Protocol
 from PIL import Image
 
 from neurcodec.bench.codecs.base import Codec
-from neurcodec.errors import NeurcodecError
 
 # Covers roughly 0.01–1 bpp once the model's -q → step mapping is in; the CLI's --quality overrides.
 # The sweep spans the ultra-low rates these models live at (tiny: 0.005-0.05 bpp on Kodak).
@@ -84,10 +83,7 @@ def load_neural(
     """Load `model` once and return one codec per decode step count (None = model default)."""
     import neurcodec
 
-    load = getattr(neurcodec, "load", None)
-    if load is None:
-        raise NeurcodecError("this build has no neurcodec.load yet; run the bench with --no-neural")
-    backend = load(model, device=device) if device else load(model)
+    backend = neurcodec.load(model, device=device) if device else neurcodec.load(model)
     return [
         NeuralCodec(backend, model, s, guidance=guidance, sampler=sampler, seed=seed, qualities=qualities)
         for s in (steps or (None,))
