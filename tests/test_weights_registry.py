@@ -163,3 +163,22 @@ def test_the_default_model_loads_or_says_it_is_not_in_this_build():
     else:
         with pytest.raises(WeightsError, match="not in this build"):
             zoo.load_models()
+
+
+def test_a_wheel_carries_the_registry_as_package_data(tmp_path):
+    """A non-editable install has no checkout to read weights.json from: the wheel holds a copy."""
+    import subprocess
+    import sys
+    import zipfile
+
+    if not (REPO_ROOT / "setup.py").is_file():
+        pytest.skip("needs the source tree")
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(REPO_ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("neurcodec-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("neurcodec/zoo/weights.json") == (REPO_ROOT / "weights.json").read_bytes()
+        assert "neurcodec/weights/tiny2.safetensors" in zf.namelist()
