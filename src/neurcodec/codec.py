@@ -14,6 +14,7 @@ platform gives the same pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -35,7 +36,7 @@ from neurcodec.bitstream import (
     write_image,
 )
 from neurcodec.errors import CorruptFileError, InputError, UsageError
-from neurcodec.pipeline import Pipeline, ProgressFn, pick_dtype
+from neurcodec.pipeline import NoiseBlend, Pipeline, ProgressFn, pick_dtype
 
 DEFAULT_SEED = 0  # a fixed default keeps encodes byte-identical run to run (pipes vs paths)
 
@@ -180,15 +181,66 @@ class Codec:
         progress: ProgressFn | None = None,
     ) -> Image.Image:
         """`.dae` bytes → PIL image in the original size and mode."""
+        dae, latent = self._latent(data)
+        settings = self.settings_for(dae.header, steps=steps, guidance=guidance, sampler=sampler, seed=seed)
+        pixels = self.generate(latent, (dae.header.width, dae.header.height), settings, progress)
+        return self._image(pixels, dae)
+
+    def variations(self, data: bytes, n: int, *, progress: ProgressFn | None = None, **overrides: Any) -> Iterator[Image.Image]:
+        """`n` decodes of one file with seeds seed, seed + 1, …, yielded as each is ready; the
+        first is the plain decode.
+
+        `overrides`: steps, guidance, sampler, seed, as in `decode`. Needs a sampled decode
+        (steps ≥ 2): one step returns the model's single best estimate, not a sample.
+        """
+        if n < 1:
+            raise UsageError(f"variations must be >= 1, got {n}")
+        dae, latent = self._latent(data)
+        settings = self.settings_for(dae.header, **overrides)
+        if settings.steps < 2:
+            raise UsageError(
+                f"this decode takes {settings.steps} step: it returns the model's single best estimate, "
+                "so there is nothing to vary; give --steps 2 or more"
+            )
+        size = (dae.header.width, dae.header.height)
+        for i in range(n):
+            yield self._image(self.generate(latent, size, settings.with_overrides(seed=settings.seed + i), progress), dae)
+
+    def interpolate(self, a: bytes, b: bytes, n: int, *, progress: ProgressFn | None = None, **overrides: Any) -> Iterator[Image.Image]:
+        """`n` pictures from `a` to `b`, yielded as each is ready: linear in the conditioning
+        latent, spherical in the sampling noise (between the two files' seeds). The ends are the
+        plain decodes of `a` and `b` with `a`'s settings (and `overrides`: steps, guidance,
+        sampler)."""
+        if n < 2:
+            raise UsageError(f"an interpolation needs n >= 2 pictures, got {n}")
+        if "seed" in overrides:
+            raise UsageError("interpolate uses each file's own seed; re-encode with --seed to change one")
+        dae_a, latent_a = self._latent(a)
+        dae_b, latent_b = self._latent(b)
+        size_a, size_b = (dae_a.header.width, dae_a.header.height), (dae_b.header.width, dae_b.header.height)
+        if size_a != size_b:
+            raise UsageError(f"cannot interpolate a {size_a[0]}×{size_a[1]} picture with a {size_b[0]}×{size_b[1]} one: sizes must match")
+        settings = self.settings_for(dae_a.header, **overrides)
+        for i in range(n):
+            alpha = i / (n - 1)
+            latent = latent_a if alpha == 0 else latent_b if alpha == 1 else (1 - alpha) * latent_a + alpha * latent_b
+            noise = NoiseBlend(dae_a.header.seed, dae_b.header.seed, (alpha,))
+            pixels = self.pipeline.generate(latent, size_a, settings, noise=noise, progress=progress)[0]
+            yield self._image(pixels, dae_a if alpha < 0.5 else dae_b)
+
+    def _latent(self, data: bytes) -> tuple[Any, torch.Tensor]:
+        """The parsed file and its dequantized conditioning latent (1,16,h,w)."""
         dae = self.read(data)
         header = dae.header
         expected = self.latent_shape(header.width, header.height)
         if tuple(header.latent_shape) != expected:
             raise CorruptFileError(f"latent shape {header.latent_shape} does not fit a {header.width}×{header.height} image (expected {expected})")
         symbols = decode_latent(dae.latent, header.latent_shape)
-        latent = torch.from_numpy(dequantize(symbols, step_from_index(header.step_index)))[None]
-        settings = self.settings_for(header, steps=steps, guidance=guidance, sampler=sampler, seed=seed)
-        pixels = self.generate(latent, (header.width, header.height), settings, progress)
+        return dae, torch.from_numpy(dequantize(symbols, step_from_index(header.step_index)))[None]
+
+    def _image(self, pixels: torch.Tensor, dae: Any) -> Image.Image:
+        """[0,1] pixels (1,3,H,W) → the PIL image in the file's mode, with its alpha plane."""
+        header = dae.header
         rgb = Image.fromarray((pixels[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"), "RGB")
         alpha = next((body for kind, body in dae.chunks if kind == CHUNK_ALPHA), None)
         meta = media.ImageMeta(size=(header.width, header.height), mode=header.mode, source_mode=header.mode)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -70,6 +71,36 @@ def resolve_autocast(value: bool | str | torch.dtype | None, preferred: str | No
     if chosen == torch.float16 and device.type == "cpu":
         raise UsageError("float16 autocast is not supported on CPU; use bfloat16")
     return chosen
+
+
+@dataclass(frozen=True)
+class NoiseBlend:
+    """Sampling noise between two seeds: for each picture of the batch, the initial and every
+    per-step draw of `seed_a` and of `seed_b`, spherically interpolated at its `alphas` entry
+    (Diffusion Autoencoders interpolate the stochastic code this way). α = 0 gives exactly the
+    noise a decode with `seed_a` draws, α = 1 exactly `seed_b`'s."""
+
+    seed_a: int
+    seed_b: int
+    alphas: tuple[float, ...]
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of (1, ...) draws `a`, `b` at each α of `alpha` (B,) → (B, ...).
+    The ends are exact copies; nearly parallel draws fall back to a straight line."""
+    flat_a, flat_b = a.flatten().double(), b.flatten().double()
+    cos = torch.dot(flat_a, flat_b) / (flat_a.norm() * flat_b.norm())
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    t = alpha.double().view(-1, *([1] * (a.dim() - 1)))
+    if omega.abs() < 1e-6:
+        w_a, w_b = 1 - t, t
+    else:
+        w_a, w_b = torch.sin((1 - t) * omega) / torch.sin(omega), torch.sin(t * omega) / torch.sin(omega)
+    out = (w_a * a.double() + w_b * b.double()).to(a.dtype)
+    ends = alpha.view(-1)
+    out[ends == 0] = a[0]
+    out[ends == 1] = b[0]
+    return out
 
 
 def encoder_latent(encoder: torch.nn.Module, stage_a: torch.nn.Module, pixels: torch.Tensor, tiling: TileConfig | None = None) -> torch.Tensor:
@@ -189,7 +220,7 @@ class Pipeline:
         size: tuple[int, int],
         settings: DecodeSettings,
         *,
-        noise: Literal["shared", "independent"] = "shared",
+        noise: Literal["shared", "independent"] | NoiseBlend = "shared",
         init: torch.Tensor | None = None,
         t_start: float = 1.0,
         progress: ProgressFn | None = None,
@@ -199,13 +230,16 @@ class Pipeline:
 
         `noise="shared"`: every picture of the batch gets the same initial and per-step noise
         (one draw from `settings.seed`: video frames that do not flicker); "independent": one
-        draw per picture. For B = 1 the two are the same. With `init` (stage A latents of the
+        draw per picture. For B = 1 the two are the same. A `NoiseBlend` mixes two seeds' noise
+        per picture (interpolation; `settings.seed` is then unused). With `init` (stage A latents of the
         batch's size) and `t_start < 1`, sampling starts from `init` noised to `t_start`
         (partial diffusion). Above `self.tiling`'s threshold stage B and stage A run in blended
         tiles (`tiling.py`); the sampler, its noise and CFG still run on the full-size latent.
         """
-        if noise not in ("shared", "independent"):
-            raise UsageError(f"noise must be 'shared' or 'independent', got {noise!r}")
+        if not isinstance(noise, NoiseBlend) and noise not in ("shared", "independent"):
+            raise UsageError(f"noise must be 'shared', 'independent' or a NoiseBlend, got {noise!r}")
+        if isinstance(noise, NoiseBlend) and len(noise.alphas) != latents.shape[0]:
+            raise UsageError(f"a NoiseBlend needs one alpha per picture: {len(noise.alphas)} for {latents.shape[0]}")
         width, height = size
         batch = latents.shape[0]
         latent_hw = self.latent_hw(width, height)
@@ -233,7 +267,17 @@ class Pipeline:
         generator = torch.Generator().manual_seed(settings.seed)
         shape = (batch, self.stage_a.c_latent, *latent_hw)
         noise_fn = None
-        if noise == "shared":
+        if isinstance(noise, NoiseBlend):
+            gen_a, gen_b = torch.Generator().manual_seed(noise.seed_a), torch.Generator().manual_seed(noise.seed_b)
+            alphas = torch.tensor(noise.alphas, dtype=torch.float32)
+            one = (1, *shape[1:])
+            x_noise = slerp(torch.randn(one, generator=gen_a), torch.randn(one, generator=gen_b), alphas).to(self.device)
+
+            def noise_fn(step: int, like: torch.Tensor) -> torch.Tensor:
+                one = (1, *like.shape[1:])
+                drawn = slerp(torch.randn(one, generator=gen_a), torch.randn(one, generator=gen_b), alphas)
+                return drawn.to(device=like.device, dtype=like.dtype)
+        elif noise == "shared":
             x_noise = torch.randn((1, *shape[1:]), generator=generator).expand(shape).to(self.device)
 
             def noise_fn(step: int, like: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ progress goes to stderr only on a terminal; `--json` prints one result line per 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -93,8 +94,20 @@ Examples:
   neurcodec decode dae/*.dae -O out/ --format webp
   neurcodec decode - -o - < photo.dae > photo.png   # stdout is PNG unless --format
 
+  neurcodec decode photo.dae --variations 4 --steps 10 -o var_%02d.png   # 4 samples, seeds 0..3
+
 Settings not given come from the file (the encoder's choices, else the model's defaults).
 The same file, seed and settings decode to the same pixels on one machine.
+"""
+
+INTERPOLATE_EPILOG = """\
+Examples:
+  neurcodec interpolate a.dae b.dae -n 8 -o mix_%02d.png
+  neurcodec interpolate a.dae b.dae -n 5 --steps 10 -o mix_%d.webp
+
+Linear in the conditioning latent, spherical in the sampling noise (between the two files'
+seeds), as Diffusion Autoencoders interpolate. The first and last pictures are the plain
+decodes of A and B. Both files must come from the same model and have the same size.
 """
 
 INFO_EPILOG = """\
@@ -275,6 +288,36 @@ def _run_all(
         raise type(first)(f"{len(failures)} of {len(inputs)} files failed (first: {first})")
 
 
+_NUMBER_FIELD = re.compile(r"%(0?\d*)d")
+
+
+def _numbered_outputs(pattern: str, n: int, overwrite: bool) -> list[str]:
+    """`pattern`'s one number field (`%d`, `%02d` …) filled with 0 … n−1; checked before any work."""
+    if len(_NUMBER_FIELD.findall(pattern)) != 1 or "%" in _NUMBER_FIELD.sub("", pattern):
+        raise UsageError(f"{pattern}: {n} pictures need an output name with one number field such as %02d (e.g. out_%02d.png) and no other %")
+    names = [_NUMBER_FIELD.sub(lambda m, i=i: f"{i:{m.group(1)}d}", pattern, count=1) for i in range(n)]
+    for name in names:
+        fileio.check_output(name, overwrite)
+    return names
+
+
+def _write_pictures(
+    pictures: Iterator[Any], names: list[str], fmt: str | None, source: str, overwrite: bool, json_lines: bool, quiet: bool
+) -> None:
+    """Write each picture as it arrives, reporting it like a decoded file."""
+    specs = [media.output_format(name, fmt) for name in names]  # a bad --format fails before any work
+    reporter = _Reporter(len(names), json_lines, quiet)
+    with fileio.sigterm_raises(), reporter.running():
+        start = time.perf_counter()
+        for name, spec, image in zip(names, specs, pictures, strict=False):
+            reporter.start(name)
+            fileio.atomic_write(name, lambda f, image=image, spec=spec: media.write_image(image, f, spec), overwrite=overwrite)
+            seconds, start = time.perf_counter() - start, time.perf_counter()
+            width, height = image.size
+            result = {"file": source, "output": name, "width": width, "height": height, "mode": image.mode, "format": spec.name, "seconds": round(seconds, 4)}
+            reporter.done(result, f"{_label(source)} -> {name}: {width}x{height} {image.mode} {spec.name}, {seconds:.2f} s")
+
+
 # ---------------------------------------------------------------------------- encode
 
 
@@ -370,6 +413,7 @@ def decode(
     crf: Annotated[int | None, typer.Option("--crf", min=0, max=51, help="Video: H.264 CRF of mp4/mkv/mov output (default 12; 0 lossless).")] = None,
     pix_fmt: Annotated[str | None, typer.Option("--pix-fmt", help="Video: yuv420p (default) or yuv444p.")] = None,
     refine: Annotated[float | None, typer.Option("--refine", min=0.0, max=1.0, help="Video: start each batch from the previous frames noised to this t (partial diffusion).")] = None,
+    variations: Annotated[int | None, typer.Option("--variations", min=1, help="Write N samples of one image .dae (seeds seed, seed+1, ...) to -o NAME_%02d.png; needs a decode of 2+ steps.")] = None,
     device: DeviceOpt = Device.cpu,
     threads: ThreadsOpt = None,
     dtype: DTypeOpt = None,
@@ -378,6 +422,20 @@ def decode(
     quiet: QuietOpt = False,
 ) -> None:
     """Decode .dae files into images (or, for a video .dae, a clip)."""
+    if variations is not None:
+        if len(inputs) != 1 or outdir is not None:
+            raise UsageError("--variations decodes one file: give one INPUT.dae and -o NAME_%02d.png")
+        source = inputs[0]
+        if video_cmd.is_video_dae(source):
+            raise UsageError(f"{_label(source)}: --variations applies to image .dae files, not video")
+        stem = "variation" if fileio.is_stdio(source) else Path(source).stem
+        names = _numbered_outputs(output or f"{stem}_%02d.png", variations, overwrite)
+        runtime = _Runtime(device.value, dtype.value if dtype else None, threads)
+        data = fileio.read_input(source)
+        codec = runtime.codec(model or describe(data)["model"])
+        pictures = codec.variations(data, variations, steps=steps, guidance=guidance, seed=seed, sampler=sampler.value if sampler else None)
+        _write_pictures(pictures, names, fmt, source, overwrite, json_lines, quiet)
+        return
     default_spec = media.output_format(None, None if video_cmd.is_video_format(fmt) else fmt)  # also validates --format early
     videos = {i for i in inputs if video_cmd.is_video_dae(i)}
     video_names = videos | {Path(i).name for i in videos}
@@ -421,6 +479,40 @@ def decode(
         return result, summary
 
     _run_all(inputs, outputs, reporter, one)
+
+
+# ---------------------------------------------------------------------------- interpolate
+
+
+@app.command(epilog=INTERPOLATE_EPILOG)
+def interpolate(
+    first: Annotated[str, typer.Argument(metavar="A.dae", help="The first picture.")],
+    last: Annotated[str, typer.Argument(metavar="B.dae", help="The last picture.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Output names with one number field, e.g. mix_%02d.png.")],
+    count: Annotated[int, typer.Option("-n", "--count", min=2, help="Pictures to write, both ends included.")] = 8,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Image format (default: from the extension).")] = None,
+    steps: StepsOpt = None,
+    guidance: GuidanceOpt = None,
+    sampler: SamplerOpt = None,
+    device: DeviceOpt = Device.cpu,
+    threads: ThreadsOpt = None,
+    dtype: DTypeOpt = None,
+    overwrite: OverwriteOpt = False,
+    json_lines: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Pictures in between two .dae images of the same model and size."""
+    names = _numbered_outputs(output, count, overwrite)
+    data = [fileio.read_input(path) for path in (first, last)]
+    described = [describe(blob) for blob in data]
+    if any(d["kind"] != "image" for d in described):
+        raise UsageError("interpolate takes two image .dae files, not video")
+    if described[0]["model"] != described[1]["model"]:
+        raise UsageError(f"{first} was made by model {described[0]['model']!r} and {last} by {described[1]['model']!r}: they cannot be mixed")
+    runtime = _Runtime(device.value, dtype.value if dtype else None, threads)
+    codec = runtime.codec(described[0]["model"])
+    pictures = codec.interpolate(*data, count, steps=steps, guidance=guidance, sampler=sampler.value if sampler else None)
+    _write_pictures(pictures, names, fmt, f"{first} → {last}", overwrite, json_lines, quiet)
 
 
 # ---------------------------------------------------------------------------- info
