@@ -48,6 +48,8 @@ def bench(
     no_neural: Annotated[bool, typer.Option("--no-neural", help="Classical anchors only.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace results already in --out.")] = False,
+    html_report: Annotated[bool, typer.Option("--html", help="Also write report.html: RD plots, BD table and the pictures side by side at the closest bytes (self-contained).")] = False,
+    html_images: Annotated[int, typer.Option("--html-images", min=1, help="With --html: how many images the viewer holds (each adds ~1 MB per codec).")] = 8,
 ) -> None:
     """Rate–quality of neurcodec against classical anchors: table, JSON, CSV, RD plots, BD-rate."""
     from rich.console import Console
@@ -83,6 +85,8 @@ def bench(
     video = is_video_dir(directory)
     if video and vs == "jpeg,webp,avif":  # the image default: videos compare with video codecs
         vs = "h264,h265"
+    if video and html_report:
+        raise UsageError("--html compares still images; for clips use the RD plots and results.json")
     images = find_clips(directory, limit) if video else find_images(directory, limit)
     config = BenchConfig(
         anchors=parse_list(vs, str) or [],
@@ -125,6 +129,13 @@ def bench(
         err.print(f"[yellow]note:[/] {note}")
     results.notes.extend(plan.notes)
     doc, written = write_reports(results, out, plan.tests, plan.anchors)
+    if html_report:
+        from neurcodec.bench.html import viewer_data, write_html
+
+        reference = (plan.tests or plan.anchors)[0]  # with --no-neural the first anchor leads
+        others = [a for a in plan.anchors if a != reference]
+        viewer = viewer_data(results, plan.sweeps, images, reference, others, limit=html_images)
+        written.append(write_html(out, doc, [p for p in written if p.suffix == ".png"], viewer))
 
     table_console = err if json_out else Console()
     table_console.print(rd_table(results))
