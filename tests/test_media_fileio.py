@@ -110,8 +110,11 @@ def test_dash_reads_stdin_and_writes_stdout():
 
 _SLOW_WRITER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from neurcodec import fileio
+
+    # A shell that starts a job in the background hands it SIGINT ignored: restore Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def slow(handle):
         handle.write(b"partial")
