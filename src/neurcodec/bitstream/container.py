@@ -43,7 +43,7 @@ MAX_MODEL_NAME = 32
 MAX_GROUP_FRAMES = 1 << 10
 MAX_STEPS = 10_000
 MAX_SEED = (1 << 64) - 1
-MAX_RATIONAL = (1 << 32) - 1
+MAX_RATIONAL = (1 << 31) - 1  # FFmpeg's AVRational terms are C ints
 _READ_PIECE = 1 << 20  # stream reads grow in bounded pieces, never by a declared length
 
 # Chunk types. Bit 7 set = optional.
@@ -64,6 +64,9 @@ _F_RESERVED = 0xC0
 # Fixed code tables: part of the format, append-only.
 MODEL_CODES: dict[int, str] = {1: "tiny", 2: "stable-cascade-lite", 3: "stable-cascade", 4: "tiny2"}
 MODES: tuple[str, ...] = ("RGB", "L", "RGBA", "LA", "I;16", "I", "F", "CMYK", "P", "1", "YCbCr")
+# The modes a file may carry: what the encoder keeps (CMYK and palette are coded as RGB(A); F
+# and YCbCr are never written). The others stay reserved in the table above.
+STORED_MODES = frozenset({"RGB", "L", "RGBA", "LA", "I;16", "I", "1"})
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpmpp-2m")
 GUIDANCE_UNIT = 16  # guidance stored as round(g * 16)
 RESCALE_UNIT = 100  # cfg rescale stored as round(r * 100)
@@ -138,7 +141,7 @@ class _Header:
             (self.model.isascii() and self.model.isprintable(), "model name must be printable ASCII"),
             (isinstance(self.weights_digest, bytes) and len(self.weights_digest) == 4, "digest"),
             (1 <= self.width <= MAX_DIM and 1 <= self.height <= MAX_DIM, "image size"),
-            (self.mode in MODES, f"mode {self.mode!r}"),
+            (self.mode in STORED_MODES, f"mode {self.mode!r} (a file stores {', '.join(sorted(STORED_MODES))})"),
             (1 <= self.orientation <= 8, "orientation"),
             (0 <= self.step_index <= 255, "step index"),
             (0 <= self.seed <= MAX_SEED, "seed"),
@@ -174,7 +177,7 @@ class VideoHeader(_Header):
         super().__post_init__()
         for rational in (self.fps, self.time_base):
             if not (0 < rational.numerator <= MAX_RATIONAL and rational.denominator <= MAX_RATIONAL):
-                raise ValueError("fps and time base must be positive rationals of 32-bit terms")
+                raise ValueError("fps and time base must be positive rationals of terms below 2³¹")
         if self.frame_count is not None and not 0 <= self.frame_count < MAX_SEED:
             raise ValueError("frame count out of range")
         if not 1 <= self.gop <= MAX_GROUP_FRAMES:
@@ -375,6 +378,8 @@ def _parse_header(reader: ByteReader) -> _Header:
     width = reader.uvarint("image width", MAX_DIM, 1)
     height = reader.uvarint("image height", MAX_DIM, 1)
     mode = MODES[reader.uvarint("image mode", len(MODES) - 1)]
+    if mode not in STORED_MODES:  # refused here, not after a whole decode
+        raise CorruptFileError(f"header says image mode {mode}, which no .dae stores ({', '.join(sorted(STORED_MODES))})")
     shape = (
         reader.uvarint("latent channels", MAX_CHANNELS, 1),
         reader.uvarint("latent height", MAX_LATENT_SIDE, 1),

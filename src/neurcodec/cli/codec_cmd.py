@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from neurcodec import fileio, media
+from neurcodec.bitstream.container import MAX_SEED, MAX_STEPS
 from neurcodec.cli import app, video_cmd
 from neurcodec.info import describe
 from neurcodec.errors import NeurcodecError, UsageError
@@ -58,12 +59,13 @@ OutdirOpt = Annotated[
     Path | None,
     typer.Option("-O", "--outdir", help="Output folder (created if needed); needed for several inputs."),
 ]
-StepsOpt = Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion sampling steps.")]
+# Ranges are the file format's (checked here, before any model loads).
+StepsOpt = Annotated[int | None, typer.Option("--steps", min=1, max=MAX_STEPS, help="Diffusion sampling steps.")]
 GuidanceOpt = Annotated[
-    float | None, typer.Option("--guidance", min=0.0, help="Classifier-free guidance weight.")
+    float | None, typer.Option("--guidance", min=0.0, max=100.0, help="Classifier-free guidance weight.")
 ]
 SamplerOpt = Annotated[Sampler | None, typer.Option("--sampler", help="Diffusion sampler.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, help="Sampling noise seed.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, max=MAX_SEED, help="Sampling noise seed.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the model runs.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch.")]
 DTypeOpt = Annotated[
