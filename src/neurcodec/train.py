@@ -633,7 +633,7 @@ class Trainer:
                 tensors[prefix + key] = value.to(dtype) if value.is_floating_point() else value
         tensors["clip_uncond"] = torch.zeros(1, 1, self.config.stage_b.c_clip, dtype=dtype)
         stage_a = replace(self.config.stage_a, scale_factor=self.latent_scale)
-        joint = self.step if self.phase == "joint" else (self.config.joint_phase.steps if self.phase == "done" else 0)
+        joint = self.step if self.phase in ("joint", "done") else 0  # a finished run stops at its own schedule's end
         spec = {
             "stage_a": stage_a.to_dict(),
             "encoder": self.config.encoder.to_dict(),
