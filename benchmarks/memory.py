@@ -67,8 +67,8 @@ def child(job: str, size: str, path: str, steps: int, threads: int) -> dict[str,
         data = Path(path).read_bytes()
         header = codec.read(data).header
         latent_hw = codec.latent_hw(header.width, header.height)
-        result["tiled"] = codec.tiling is not None and codec.tiling.wants_tiles(latent_hw)
-        result["tiling"] = None if codec.tiling is None else codec.tiling.__dict__
+        result["tiled"] = codec.pipeline.tiling is not None and codec.pipeline.tiling.wants_tiles(latent_hw)
+        result["tiling"] = None if codec.pipeline.tiling is None else codec.pipeline.tiling.__dict__
         image = codec.decode(data, steps=steps)
         result["output_size"] = list(image.size)
     result["seconds"] = time.perf_counter() - start
