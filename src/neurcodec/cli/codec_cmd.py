@@ -315,9 +315,19 @@ def _write_pictures(
             reporter.start(name)
             fileio.atomic_write(name, lambda f, image=image, spec=spec: media.write_image(image, f, spec), overwrite=overwrite)
             seconds, start = time.perf_counter() - start, time.perf_counter()
-            width, height = image.size
-            result = {"file": source, "output": name, "width": width, "height": height, "mode": image.mode, "format": spec.name, "seconds": round(seconds, 4)}
-            reporter.done(result, f"{_label(source)} -> {name}: {width}x{height} {image.mode} {spec.name}, {seconds:.2f} s")
+            reporter.done(*_picture_report(source, name, image, spec, seconds))
+
+
+def _picture_report(
+    source: str, target: str, image: Any, spec: media.OutputFormat, seconds: float, **file_facts: Any
+) -> tuple[dict[str, Any], str]:
+    """The JSON result and the summary line of one decoded picture written to `target`."""
+    width, height = image.size
+    result = {
+        "file": source, "output": target, **file_facts, "width": width, "height": height,
+        "mode": image.mode, "format": spec.name, "seconds": round(seconds, 4),
+    }
+    return result, f"{_label(source)} -> {_label(target)}: {width}x{height} {image.mode} {spec.name}, {seconds:.2f} s"
 
 
 # ---------------------------------------------------------------------------- encode
@@ -468,17 +478,8 @@ def decode(
         image = codec.decode(data, progress=reporter.steps, **settings)
         seconds = time.perf_counter() - start
         fileio.atomic_write(target, lambda f: media.write_image(image, f, spec), overwrite=overwrite)
-        width, height = image.size
-        result = {
-            "file": source, "output": target, "bytes": len(data),
-            "bpp": 8 * len(data) / (width * height), "width": width, "height": height,
-            "mode": image.mode, "format": spec.name, "seconds": round(seconds, 4),
-        }
-        summary = (
-            f"{_label(source)} -> {_label(target)}: {width}x{height} {image.mode} {spec.name}, "
-            f"{seconds:.2f} s"
-        )
-        return result, summary
+        bpp = 8 * len(data) / (image.width * image.height)
+        return _picture_report(source, target, image, spec, seconds, bytes=len(data), bpp=bpp)
 
     _run_all(inputs, outputs, reporter, one)
 

@@ -153,8 +153,7 @@ def hub_download(
                 f"model {spec.name!r}: {filename} is not in the cache ({hub_cache_dir()}) and "
                 f"{reason}; {how_to_get(spec)}"
             ) from None
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"model {spec.name!r}: cannot fetch {repo}/{filename}: {first_line}") from None
+        raise WeightsError(f"model {spec.name!r}: cannot fetch {repo}/{filename}: {first_line(exc)}") from None
 
 
 def sha256_of(path: Path) -> str:
