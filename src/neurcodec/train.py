@@ -31,6 +31,7 @@ from neurcodec.errors import InputError, UsageError
 from neurcodec.models.configs import EffNetConfig, StageAConfig, StageBConfig, TaesdConfig, config_from_dict
 from neurcodec.models.discriminator import PatchDiscriminator
 from neurcodec.models.thumbnail import match_thumbnail
+from neurcodec.pipeline import resolve_autocast
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -240,6 +241,7 @@ class Trainer:
         self.stage_a_source: str | None = None  # where pretrained stage A weights came from
         self.images: list[Tensor] | None = None
         self.latent_cache: list[Tensor] | None = None
+        self.bf16 = self._resolve_bf16()
         if config.channels_last:
             for module in (self.stage_a, self.encoder, self.stage_b, self.ema_encoder, self.ema_stage_b, self.disc):
                 if module is not None:
@@ -255,10 +257,20 @@ class Trainer:
         return self.config.stage_a_phase.steps == 0
 
     def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _resolve_bf16(self) -> bool:
+        """The config's bf16 autocast where the hardware does bf16 natively (as decoding does):
+        on a CPU without AVX-512-bf16 or AMX it emulates bf16 and a joint step measured 14×
+        slower than fp32 (77 s against 5.5 s, AMD EPYC with AVX2 only)."""
         if self.config.autocast not in (None, "bfloat16"):
             raise UsageError(f"training config {self.config.name!r}: autocast must be \"bfloat16\" or null, got {self.config.autocast!r}")
-        enabled = self.config.autocast is not None
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        if self.config.autocast is None:
+            return False
+        if resolve_autocast(None, "bfloat16", self.device, torch.float32) == torch.bfloat16:
+            return True
+        self.log(f"bf16 autocast off: {self.device.type} has no native bf16 here; training in float32")
+        return False
 
     def load_stage_a(self, path: Path) -> None:
         """Pretrained stage A weights: a folder with a TAESD pair (`*_encoder.pth`,
