@@ -18,28 +18,17 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from _machine import cpu_name
 from neurcodec.train import CropSampler, Trainer, TrainConfig, find_images, load_images
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NEURCODEC_SHARED", REPO.parent / "shared"))
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        flags = next((line for line in out.splitlines() if line.startswith("Flags:")), "")
-        name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name:")), "")
-        native = [f for f in ("amx_bf16", "avx512_bf16") if f in flags.split()]
-        return f"{name} ({', '.join(native) or 'no native bf16'})"
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
 
 
 def make_trainer(cfg: TrainConfig, images: list[torch.Tensor], stage_a: Path | None, seed: int) -> Trainer:

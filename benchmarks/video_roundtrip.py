@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import machine
 from neurcodec.bench import metrics
+from neurcodec.zoo.registry import default_family
 from neurcodec.video_io import VIDEO_SUFFIXES, read_clip
 
 
@@ -55,6 +57,7 @@ def main() -> None:
                 "bytes": dae.stat().st_size,
                 "kbps": 8 * dae.stat().st_size / seconds / 1000,
                 "psnr_rgb": float(np.mean([metrics.psnr(a, b) for a, b in zip(src_frames, out_frames)])),
+                "thumb_psnr": float(np.mean([metrics.thumb_psnr(a, b) for a, b in zip(src_frames, out_frames)])),
                 "encode_s": enc_s,
                 "decode_s": dec_s,
             }
@@ -65,7 +68,7 @@ def main() -> None:
             )
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report = {"encode_args": args.encode_args, "decode_args": args.decode_args,
+    report = {"model": default_family(), "machine": machine(), "encode_args": args.encode_args, "decode_args": args.decode_args,
               "all_preserved": all(r["preserved"] for r in rows), "clips": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,11 +15,11 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from neurcodec.bench import perceptual
 from neurcodec.bench.niqe import BLOCK as NIQE_BLOCK
 from neurcodec.bench.niqe import niqe
 
@@ -135,43 +135,12 @@ def ssimulacra2(ref: np.ndarray, dist: np.ndarray) -> float:
     return float(compute_ssimulacra2(_png(ref), _png(dist)))
 
 
-def _lpips_backbone_cached() -> bool:
-    """LPIPS-alex needs torchvision's AlexNet weights; only use them if already cached."""
-    if importlib.util.find_spec("lpips") is None:
-        return False
-    import torch
-
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    return any(checkpoints.glob("alexnet-*.pth"))
-
-
-_lpips_model = None
-
-
-def lpips(ref: np.ndarray, dist: np.ndarray) -> float:
-    """LPIPS (AlexNet), lower is better; only offered when `_lpips_backbone_cached()`."""
-    global _lpips_model
-    import torch
-
-    if _lpips_model is None:
-        import lpips as lpips_pkg
-
-        _lpips_model = lpips_pkg.LPIPS(net="alex", verbose=False).eval()
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0
-
-    _check_pair(ref, dist)
-    with torch.inference_mode():
-        return float(_lpips_model(t(ref), t(dist)))
-
-
 @dataclass(frozen=True)
 class Metric:
     """A metric's name in results (CompressAI spelling), function and direction."""
 
     name: str
-    fn: Callable[[np.ndarray, np.ndarray], float]
+    fn: Callable[[np.ndarray, np.ndarray], float] | None  # None: a set metric
     higher_is_better: bool = True
     label: str = ""
     short: str = ""  # table column heading
@@ -183,16 +152,21 @@ class Metric:
 CORE = ("psnr-rgb", "ms-ssim-rgb", "thumb-psnr", "niqe")
 
 
+# Learned metrics run only when asked for (`--metrics`): their backbones must be in the torch
+# hub cache (never downloaded here) and they cost more than the rest of a bench row.
+LEARNED = ("lpips", "dists", "fid", "kid")
+
+
 def optional_metrics() -> dict[str, str]:
-    """Optional metrics and whether they can run here: name → "" (available) or the reason not."""
-    return {
-        "ssimulacra2": ""
-        if importlib.util.find_spec("ssimulacra2")
-        else "package ssimulacra2 not installed",
-        "lpips": ""
-        if _lpips_backbone_cached()
-        else "needs package lpips and cached AlexNet weights (never downloaded)",
-    }
+    """Optional metrics computed by default where they can run: name → "" (available) or why not."""
+    return {"ssimulacra2": "" if importlib.util.find_spec("ssimulacra2") else "package ssimulacra2 not installed"}
+
+
+def unavailable(name: str) -> str:
+    """Why the metric `name` cannot run here, "" when it can."""
+    if name in LEARNED:
+        return perceptual.unavailable(name)
+    return optional_metrics().get(name, "")
 
 
 METRICS: dict[str, Metric] = {
@@ -203,7 +177,10 @@ METRICS: dict[str, Metric] = {
     "niqe": Metric("niqe", niqe_of_decoded, False, "NIQE (lower = more natural)", "NIQE",
                    min_side=NIQE_BLOCK, reference=False),
     "ssimulacra2": Metric("ssimulacra2", ssimulacra2, True, "SSIMULACRA2", "SSIMU2"),
-    "lpips": Metric("lpips", lpips, False, "LPIPS (alex)", "LPIPS"),
+    "lpips": Metric("lpips", perceptual.lpips, False, "LPIPS (AlexNet)", "LPIPS"),
+    "dists": Metric("dists", perceptual.dists, False, "DISTS", "DISTS"),
+    "fid": Metric("fid", None, False, f"FID ({perceptual.PATCH}² patches)", "FID"),
+    "kid": Metric("kid", None, False, f"KID ({perceptual.PATCH}² patches)", "KID"),
 }
 
 DERIVED_LABELS = {"ms-ssim-rgb-db": "MS-SSIM [dB]"}
@@ -216,7 +193,8 @@ def default_metrics() -> list[str]:
 
 
 def compute(ref: np.ndarray, dist: np.ndarray, names: list[str]) -> dict[str, float]:
-    """The named metrics for one image pair; adds "ms-ssim-rgb-db" whenever MS-SSIM is asked.
+    """The named per-image metrics for one image pair (set metrics are skipped); adds
+    "ms-ssim-rgb-db" whenever MS-SSIM is asked.
 
     A metric undefined at this size (NIQE below one 96×96 block, thumbnail PSNR below one
     32×32 block) is NaN, so one small image in a folder does not stop a whole bench run.
@@ -224,11 +202,18 @@ def compute(ref: np.ndarray, dist: np.ndarray, names: list[str]) -> dict[str, fl
     out: dict[str, float] = {}
     for name in names:
         metric = METRICS[name]
+        if metric.fn is None:
+            continue
         too_small = min(dist.shape[:2]) < metric.min_side
         out[name] = math.nan if too_small else metric.fn(ref, dist)
         if name == "ms-ssim-rgb":
             out["ms-ssim-rgb-db"] = ms_ssim_db(out[name])
     return out
+
+
+def per_set(name: str) -> bool:
+    """FID, KID: one value per decoded set (from `perceptual.patch_features` of every decode)."""
+    return name in METRICS and METRICS[name].fn is None
 
 
 def higher_is_better(name: str) -> bool:

@@ -20,7 +20,7 @@ from neurcodec.bench.runner import BenchResults, CurveResult, Row
 
 #: File stem of each metric's plot, `rd-<short>.png`; MS-SSIM is plotted and compared in dB.
 PLOT_NAMES = {"psnr-rgb": "psnr", "ms-ssim-rgb-db": "ms-ssim", "ssimulacra2": "ssimulacra2", "lpips": "lpips",
-              "thumb-psnr": "thumb-psnr", "niqe": "niqe"}
+              "dists": "dists", "fid": "fid", "kid": "kid", "thumb-psnr": "thumb-psnr", "niqe": "niqe"}
 
 #: Columns of the matched-bytes table, when measured: fidelity, low-frequency fidelity, naturalness.
 MATCHED_COLUMNS = ("psnr-rgb", "ms-ssim-rgb", "thumb-psnr", "niqe")
@@ -28,7 +28,7 @@ MATCHED_COLUMNS = ("psnr-rgb", "ms-ssim-rgb", "thumb-psnr", "niqe")
 
 def compared_metrics(results: BenchResults) -> list[str]:
     """Metrics plotted: everything measured, MS-SSIM only in its dB form."""
-    return [m for m in results.metrics if m != "ms-ssim-rgb"]
+    return [m for m in [*results.metrics, *results.set_metrics] if m != "ms-ssim-rgb"]
 
 
 def bd_metrics(results: BenchResults) -> list[str]:
@@ -37,7 +37,7 @@ def bd_metrics(results: BenchResults) -> list[str]:
     A no-reference score (NIQE) is not a fidelity that grows with rate (a decode can score more
     "natural" than its source), so a BD-rate over it would not mean "bits for the same quality".
     """
-    return [m for m in compared_metrics(results) if M.needs_reference(m)]
+    return [m for m in compared_metrics(results) if M.needs_reference(m) and not M.per_set(m)]
 
 
 def _curve(c: CurveResult, metric: str) -> Curve:
@@ -171,6 +171,7 @@ def results_document(
         {
             "images": results.images,
             "metrics": results.metrics,
+            "set_metrics": results.set_metrics,  # per curve point only (FID, KID over the decoded set)
             "notes": results.notes,
             "codecs": [compressai_json(c) for c in results.curves],
             "bd": [
@@ -185,7 +186,7 @@ def results_document(
             ],
             "matched_bpp": list(matched),  # at matched bytes per image, see `matched_bpp`
             "per_image": [
-                {k: v for k, v in vars(r).items() if k != "metrics"} | r.metrics for r in results.rows
+                r.fields() for r in results.rows
             ],
         }
     )
@@ -204,7 +205,7 @@ def write_csv(results: BenchResults, path: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=csv_columns(results))
     writer.writeheader()
     for r in results.rows:
-        writer.writerow({k: v for k, v in vars(r).items() if k != "metrics"} | r.metrics)
+        writer.writerow(r.fields())
     _atomic_write(path, buf.getvalue())
 
 
@@ -290,7 +291,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 def rd_table(results: BenchResults) -> Table:
     """Per codec and setting: mean bpp, metrics and times."""
-    shown = [m for m in results.metrics]
+    shown = [*results.metrics, *results.set_metrics]
     kbps = all("kbps" in c.results for c in results.curves) and bool(results.curves)  # video runs
     t = Table(title=f"Rate–quality, mean over {len(results.images)} {'clips' if kbps else 'images'}")
     for col in ["codec", "q", "bpp", *(["kbps"] if kbps else []), *[M.short_label(m) for m in shown], "enc s", "dec s"]:

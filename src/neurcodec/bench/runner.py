@@ -10,9 +10,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from neurcodec.bench import metrics as M
+from neurcodec.bench import perceptual
 from neurcodec.bench.codecs import Codec, make_codec
 from neurcodec.errors import InputError
 
@@ -51,6 +53,12 @@ class Row:
     encoding_time: float
     decoding_time: float
     metrics: dict[str, float] = field(default_factory=dict)
+    # Inception features of the decode's 256² patches, for FID/KID (not written to reports).
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def fields(self) -> dict[str, object]:
+        """The row as reports write it: its own fields, then one column per metric."""
+        return {k: v for k, v in vars(self).items() if k not in ("metrics", "features")} | self.metrics
 
 
 @dataclass
@@ -71,6 +79,7 @@ class BenchResults:
     rows: list[Row]
     curves: list[CurveResult]
     notes: list[str] = field(default_factory=list)
+    set_metrics: list[str] = field(default_factory=list)  # FID, KID: in the curves only, not in rows
 
     def curve(self, name: str) -> CurveResult:
         for c in self.curves:
@@ -95,6 +104,7 @@ def measure(codec: Codec, img: Image.Image, quality: int, image_name: str, metri
         encoding_time=coded.encode_seconds,
         decoding_time=coded.decode_seconds,
         metrics=M.compute(ref, dist, list(metric_names)),
+        features=perceptual.patch_features(dist) if any(M.per_set(m) for m in metric_names) else None,
     )
 
 
@@ -151,6 +161,7 @@ def run_bench(
     unknown = [n for n in names if n not in M.METRICS]
     if unknown:
         raise ValueError(f"unknown metrics: {unknown}")
+    perceptual.require([n for n in names if n in M.LEARNED])  # before any work, one line if not
     paths = [Path(p) for p in images]
     rows: list[Row] = []
 
@@ -189,9 +200,35 @@ def run_bench(
     qorder = {(c.name, q): i for c, qs in sweeps for i, q in enumerate(qs)}
     iorder = {p.name: i for i, p in enumerate(paths)}
     rows.sort(key=lambda r: (order[r.codec], qorder[(r.codec, r.quality)], iorder[r.image]))
-    present = list(rows[0].metrics) if rows else names
+    present = list(rows[0].metrics) if rows else [n for n in names if not M.per_set(n)]
     curves = [summarize(c, qs, rows, present) for c, qs in sweeps]
-    return BenchResults([p.name for p in paths], present, rows, curves, undefined_notes(rows, present))
+    notes = undefined_notes(rows, present)
+    per_set = [n for n in names if M.per_set(n)]
+    if per_set:
+        notes += add_set_metrics(curves, rows, [load_image(p) for p in paths], per_set)
+    return BenchResults([p.name for p in paths], present, rows, curves, notes, per_set)
+
+
+def add_set_metrics(curves: Sequence[CurveResult], rows: Sequence[Row], originals: Sequence[Image.Image],
+                    names: Sequence[str]) -> list[str]:
+    """FID/KID of each curve point: the 256² patches of its decodes against those of the originals."""
+    real = np.concatenate([perceptual.patch_features(M.to_rgb_array(img)) for img in originals])
+    notes = []
+    if len(real) < 2:
+        notes.append(f"{', '.join(names)} need at least two {perceptual.PATCH}×{perceptual.PATCH} patches; "
+                     f"these images give {len(real)}: values are NaN")
+    elif len(real) < perceptual.FEATURE_DIM:
+        notes.append(f"{', '.join(names)} over {len(real)} patches (fewer than the {perceptual.FEATURE_DIM} "
+                     "feature dimensions): FID is biased upward at this size; KID is not")
+    for curve in curves:
+        for name in names:
+            curve.results[name] = []
+        for q in curve.qualities:
+            fake = [r.features for r in rows if r.codec == curve.name and r.quality == q and r.features is not None]
+            fake_all = np.concatenate(fake) if fake else np.zeros((0, perceptual.FEATURE_DIM))
+            for name in names:
+                curve.results[name].append(perceptual.SET_FUNCTIONS[name](real, fake_all))
+    return notes
 
 
 def undefined_notes(rows: Sequence[Row], metric_names: Sequence[str]) -> list[str]:

@@ -42,7 +42,7 @@ def bench(
     ),
     metrics: Annotated[
         str | None,
-        typer.Option("--metrics", help="Metrics to compute (default: psnr-rgb, ms-ssim-rgb, thumb-psnr, niqe and all optional ones present)."),
+        typer.Option("--metrics", help="Metrics to compute, comma-separated (default: psnr-rgb, ms-ssim-rgb, thumb-psnr, niqe, and ssimulacra2 if installed). Learned ones only when asked: lpips, dists (per image), fid, kid (over the 256² patches of each decoded set); they need the metrics extra and their backbone weights already in the torch hub cache."),
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="Device for neurcodec (cpu, cuda, mps).")] = None,
     no_neural: Annotated[bool, typer.Option("--no-neural", help="Classical anchors only.")] = False,
@@ -76,7 +76,10 @@ def bench(
         unknown = [m for m in metric_names if m not in M.METRICS]
         if unknown:
             raise UsageError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(M.METRICS)}")
-        missing = {m: why for m, why in M.optional_metrics().items() if why and m in metric_names}
+        from neurcodec.bench.perceptual import require
+
+        require([m for m in metric_names if m in M.LEARNED])  # exit 7 names a missing backbone file
+        missing = {m: why for m in metric_names if (why := M.unavailable(m))}
         if missing:
             raise UsageError("; ".join(f"{m}: {why}" for m, why in missing.items()))
 
@@ -85,6 +88,8 @@ def bench(
     video = is_video_dir(directory)
     if video and vs == "jpeg,webp,avif":  # the image default: videos compare with video codecs
         vs = "h264,h265"
+    if video and metric_names:
+        raise UsageError("--metrics applies to image folders; a clip bench measures PSNR per frame")
     if video and html_report:
         raise UsageError("--html compares still images; for clips use the RD plots and results.json")
     images = find_clips(directory, limit) if video else find_images(directory, limit)
