@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--encode-args", default="")
     parser.add_argument("--decode-args", default="")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--note", default="", help="what else ran on the machine (recorded in the JSON)")
     args = parser.parse_args()
 
     clips = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
@@ -68,7 +69,7 @@ def main() -> None:
             )
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report = {"model": default_family(), "machine": machine(), "encode_args": args.encode_args, "decode_args": args.decode_args,
+    report = {"model": default_family(), "machine": machine(), "note": args.note, "encode_args": args.encode_args, "decode_args": args.decode_args,
               "all_preserved": all(r["preserved"] for r in rows), "clips": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
