@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from neurcodec.bitstream import FrameGroup, ImageHeader, VideoHeader, encode_latent, write_image, write_video
-from neurcodec.bitstream.container import MODEL_CODES
+from neurcodec.bitstream.container import MODEL_CODES, DecodeSettings
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -62,3 +62,78 @@ def test_out_of_range_options_are_usage_errors_before_any_work(tmp_path, option,
     result = _cli("encode", str(tmp_path / "missing.png"), "-o", str(tmp_path / "x.dae"), option, value)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert option in result.stderr and "missing.png" not in result.stderr  # refused before reading the input
+
+
+# ------------------------------------------------------------------ resource limits
+_PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _cli_peak(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the CLI in a child of a fresh wrapper process: its peak RSS alone, in GiB."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "neurcodec", *args], capture_output=True, text=True,
+        timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+    )
+    *lines, peak_kib = result.stderr.strip().splitlines()
+    result.stderr = "\n".join(lines)
+    return result, int(peak_kib) / 2**20
+
+
+def _tiny2_header(cls, **fields):
+    from neurcodec.zoo.load import weights_digest
+
+    return cls(model="tiny2", weights_digest=weights_digest("tiny2"), step_index=40, **fields)
+
+
+def test_a_61_byte_file_declaring_16384_squared_is_refused_from_its_header(tmp_path):
+    header = _tiny2_header(ImageHeader, width=16384, height=16384, latent_shape=(16, 512, 512))
+    (tmp_path / "big.dae").write_bytes(write_image(header, _latent()))
+    assert (tmp_path / "big.dae").stat().st_size < 100
+    result, peak = _cli_peak("decode", str(tmp_path / "big.dae"), "-o", str(tmp_path / "big.png"))
+    _one_line_error(result, 8, "268,435,456 pixels, above the limit of 40,000,000")
+    assert "--max-pixels" in result.stderr and "NEURCODEC_MAX_PIXELS" in result.stderr
+    assert peak < 3.0
+    assert not (tmp_path / "big.png").exists()
+
+
+def test_a_13000_squared_png_is_refused_before_its_pixels_are_decoded(tmp_path):
+    from PIL import Image
+
+    Image.new("1", (13000, 13000)).save(tmp_path / "bomb.png")  # ~20 KB on disk, 507 MB as RGB
+    result, peak = _cli_peak("encode", str(tmp_path / "bomb.png"), "-o", str(tmp_path / "bomb.dae"))
+    _one_line_error(result, 8, "13000×13000 = 169,000,000 pixels, above the limit")  # Pillow's warning not printed
+    assert peak < 4.0
+    assert not (tmp_path / "bomb.dae").exists()
+
+
+def test_the_pixel_limit_is_set_by_environment_or_flag(tmp_path):
+    header = _tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4))
+    (tmp_path / "x.dae").write_bytes(write_image(header, encode_latent(np.zeros((16, 4, 4), dtype=np.int32))))
+    lowered, _ = _cli_peak("decode", str(tmp_path / "x.dae"), "-o", str(tmp_path / "x.png"), env={"NEURCODEC_MAX_PIXELS": "10000"})
+    _one_line_error(lowered, 8, "16,384 pixels, above the limit of 10,000")
+    raised, _ = _cli_peak("decode", str(tmp_path / "x.dae"), "-o", str(tmp_path / "x.png"), "--max-pixels", "20000",
+                          env={"NEURCODEC_MAX_PIXELS": "10000"})  # the flag wins for its run
+    assert raised.returncode == 0, raised.stderr
+    assert (tmp_path / "x.png").exists()
+
+
+def test_a_video_declaring_more_frames_than_the_limit_is_refused_before_decoding(tmp_path):
+    header = _tiny2_header(VideoHeader, width=128, height=128, latent_shape=(16, 4, 4), frame_count=51_200)
+    latent = encode_latent(np.zeros((16, 4, 4), dtype=np.int32))
+    (tmp_path / "long.dae").write_bytes(write_video(header, [FrameGroup((latent,))]))
+    result = _cli("decode", str(tmp_path / "long.dae"), "-o", str(tmp_path / "long.mkv"), "--max-frames", "50000")
+    _one_line_error(result, 8, "51,200 frames, above the limit of 50,000")
+    assert not (tmp_path / "long.mkv").exists()
+
+
+def test_steps_a_file_asks_for_are_capped_but_the_users_own_are_not(tmp_path):
+    header = _tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4), decode=DecodeSettings(steps=5000))
+    (tmp_path / "slow.dae").write_bytes(write_image(header, encode_latent(np.zeros((16, 4, 4), dtype=np.int32))))
+    _one_line_error(_cli("decode", str(tmp_path / "slow.dae"), "-o", str(tmp_path / "a.png")), 8, "5,000 sampling steps")
+    assert _cli("decode", str(tmp_path / "slow.dae"), "-o", str(tmp_path / "b.png"), "--steps", "1").returncode == 0
+    assert (tmp_path / "b.png").exists()

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from neurcodec import media
+from neurcodec import limits, media
 from neurcodec.bitstream import (
     CHUNK_ALPHA,
     DecodeSettings,
@@ -123,6 +123,7 @@ class Codec:
         `seed`/`steps`/`guidance`/`sampler` are stored as the file's decode defaults.
         """
         check_rate(quality, bpp)
+        limits.check_pixels(*image.size, what="image")
         rgb, meta = media.prepare(image)
         width, height = meta.size
         if width > 65536 or height > 65536:
@@ -167,8 +168,12 @@ class Codec:
     def settings_for(
         self, header: ImageHeader, *, steps: int | None = None, guidance: float | None = None, sampler: str | None = None, seed: int | None = None
     ) -> DecodeSettings:
-        """The settings a decode of this file runs with: the given values over the file's."""
-        return settings_over(header.decode_settings(self.family.decode), steps=steps, guidance=guidance, sampler=sampler, seed=seed)
+        """The settings a decode of this file runs with: the given values over the file's.
+        Steps the file asks for are capped (`limits`); steps given here are the caller's own."""
+        stored = header.decode_settings(self.family.decode)
+        if steps is None:
+            limits.check_steps(stored.steps)
+        return settings_over(stored, steps=steps, guidance=guidance, sampler=sampler, seed=seed)
 
     def decode(
         self,
@@ -232,6 +237,7 @@ class Codec:
         """The parsed file and its dequantized conditioning latent (1,16,h,w)."""
         dae = self.read(data)
         header = dae.header
+        limits.check_pixels(header.width, header.height, what="the file's image")
         expected = self.latent_shape(header.width, header.height)
         if tuple(header.latent_shape) != expected:
             raise CorruptFileError(f"latent shape {header.latent_shape} does not fit a {header.width}×{header.height} image (expected {expected})")

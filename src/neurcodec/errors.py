@@ -61,6 +61,12 @@ class WeightsError(NeurcodecError):
     exit_code = 7
 
 
+class LimitError(NeurcodecError):
+    """An input or file asks for more than a resource limit allows (pixels, frames, steps)."""
+
+    exit_code = 8
+
+
 EXIT_CODES: dict[str, int] = {
     "ok": 0,
     "error": NeurcodecError.exit_code,
@@ -70,5 +76,6 @@ EXIT_CODES: dict[str, int] = {
     "corrupt .dae": BitstreamError.exit_code,
     "unsupported .dae": UnsupportedFileError.exit_code,
     "missing weights": WeightsError.exit_code,
+    "over a resource limit": LimitError.exit_code,
     "interrupted": 130,
 }

@@ -27,6 +27,7 @@ real transparency or 16-bit depth where the format cannot hold them instead of d
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,7 +35,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from neurcodec.errors import CorruptFileError, InputError, UsageError
+from neurcodec import limits
+from neurcodec.errors import CorruptFileError, InputError, LimitError, UsageError
 
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I"})
 ALPHA_MODES = frozenset({"RGBA", "LA"})
@@ -92,7 +94,11 @@ def open_image(source: Path | str | bytes | BinaryIO, *, name: str | None = None
     label = name or (str(source) if isinstance(source, (str, Path)) else "input")
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
-        image = Image.open(fp)
+        with warnings.catch_warnings():
+            # Our own pixel limit (below Pillow's warning threshold by default) speaks instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(fp)
+        limits.check_pixels(*image.size, what=label)  # before the pixels are decoded
         image.load()
     except FileNotFoundError:
         raise InputError(f"{label}: no such file") from None
@@ -103,7 +109,9 @@ def open_image(source: Path | str | bytes | BinaryIO, *, name: str | None = None
     except UnidentifiedImageError:
         raise InputError(f"{label}: not an image format Pillow can read") from None
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{label}: {exc}") from None
+        raise LimitError(f"{label}: {exc} (Pillow's own limit, Image.MAX_IMAGE_PIXELS)") from None
+    except LimitError:
+        raise
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, struct.error...)
         raise InputError(f"{label}: cannot decode image ({exc})") from None
     try:
@@ -226,15 +234,18 @@ def _read_alpha(alpha_png: bytes | None, size: tuple[int, int]) -> Image.Image:
     if alpha_png is None:
         return Image.new("L", size, 255)
     try:
-        alpha = Image.open(io.BytesIO(alpha_png))
-        alpha.load()
+        alpha = Image.open(io.BytesIO(alpha_png), formats=["PNG"])  # the narrowest opener
     except Exception as exc:
         raise CorruptFileError(f"alpha chunk is not a readable PNG ({exc})") from None
-    if alpha.size != size or alpha.mode != "L":
+    if alpha.size != size or alpha.mode != "L":  # checked before its pixels are decoded
         raise CorruptFileError(
             f"alpha chunk is {alpha.mode} {alpha.size[0]}x{alpha.size[1]}, "
             f"expected L {size[0]}x{size[1]}"
         )
+    try:
+        alpha.load()
+    except Exception as exc:
+        raise CorruptFileError(f"alpha chunk is not a readable PNG ({exc})") from None
     return alpha
 
 

@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from neurcodec import limits
 from neurcodec.bitstream import (
     CHUNK_AUDIO,
     DaeStreamReader,
@@ -253,6 +254,7 @@ class VideoCodec:
 
     def _encode(self, src, out, quality, bpp, gop, hysteresis, seed, steps, guidance, sampler, audio, limit, progress, start):
         info: VideoInfo = src.info
+        limits.check_pixels(info.width, info.height, what="video frame")
         if info.width > 65536 or info.height > 65536:
             raise InputError(f"video is {info.width}×{info.height}; the largest side this format holds is 65536")
         notes = list(info.notes)
@@ -345,6 +347,9 @@ class VideoCodec:
         digest = None if any_model else self.codec.digest
         reader = DaeStreamReader(fileobj, model, digest)
         header = reader.header
+        limits.check_pixels(header.width, header.height, what="the file's video frame")
+        if header.frame_count is not None:
+            limits.check_frames(header.frame_count)
         expected = self.codec.latent_shape(header.width, header.height)
         if tuple(header.latent_shape) != expected:
             raise CorruptFileError(
@@ -382,8 +387,9 @@ class VideoCodec:
                 pixels, z = generate_frames(self.codec, latents, size, settings, init=init, t_start=refine or 1.0)
                 previous = z
                 for frame in _to_uint8(pixels):
-                    yield frame
                     done += 1
+                    limits.check_frames(done)  # a stream need not declare its length
+                    yield frame
                     if progress is not None:
                         progress(done, header.frame_count)
             if refine is not None:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from neurcodec import fileio, media
+from neurcodec import fileio, limits, media
 from neurcodec.bitstream.container import MAX_SEED, MAX_STEPS
 from neurcodec.cli import app, video_cmd
 from neurcodec.info import describe
@@ -74,6 +74,9 @@ DTypeOpt = Annotated[
 OverwriteOpt = Annotated[bool, typer.Option("-y", "--overwrite", help="Overwrite existing outputs.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON result line per file on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress or summary on stderr.")]
+MaxPixelsOpt = Annotated[int | None, typer.Option("--max-pixels", min=1, help="Refuse pictures and video frames above N pixels (default 40,000,000; env NEURCODEC_MAX_PIXELS).")]
+MaxFramesOpt = Annotated[int | None, typer.Option("--max-frames", min=1, help="Refuse videos above N frames (default 100,000; env NEURCODEC_MAX_FRAMES).")]
+MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", min=1, help="Refuse files asking for more than N sampling steps (default 1,000; env NEURCODEC_MAX_STEPS); --steps overrides the file.")]
 
 ENCODE_EPILOG = """\
 Examples:
@@ -357,8 +360,10 @@ def encode(
     overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False,
     quiet: QuietOpt = False,
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Encode images or video clips into .dae files."""
+    limits.configure(max_pixels=max_pixels)
     if quality is not None and bpp is not None:
         raise UsageError("use either -q or --bpp, not both")
     if bpp is not None and bpp <= 0:
@@ -432,8 +437,12 @@ def decode(
     overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False,
     quiet: QuietOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    max_frames: MaxFramesOpt = None,
+    max_steps: MaxStepsOpt = None,
 ) -> None:
     """Decode .dae files into images (or, for a video .dae, a clip)."""
+    limits.configure(max_pixels=max_pixels, max_frames=max_frames, max_steps=max_steps)
     if variations is not None:
         if len(inputs) != 1 or outdir is not None:
             raise UsageError("--variations decodes one file: give one INPUT.dae and -o NAME_%02d.png")
@@ -470,6 +479,7 @@ def decode(
             )
         data = fileio.read_input(source)
         header = describe(data)
+        limits.check_pixels(header["width"], header["height"], what=f"{_label(source)}: image")  # before the model loads
         spec = spec_for[target]
         # Refuse before the (slow) diffusion decode what the format could not hold.
         media.check_can_save(header.get("mode", "RGB"), spec, transparent=bool(header.get("alpha")))
@@ -503,8 +513,11 @@ def interpolate(
     overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False,
     quiet: QuietOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    max_steps: MaxStepsOpt = None,
 ) -> None:
     """Pictures in between two .dae images of the same model and size."""
+    limits.configure(max_pixels=max_pixels, max_steps=max_steps)
     names = _numbered_outputs(output, count, overwrite)
     data = [fileio.read_input(path) for path in (first, last)]
     described = [describe(blob) for blob in data]
