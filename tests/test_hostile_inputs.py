@@ -137,3 +137,30 @@ def test_steps_a_file_asks_for_are_capped_but_the_users_own_are_not(tmp_path):
     _one_line_error(_cli("decode", str(tmp_path / "slow.dae"), "-o", str(tmp_path / "a.png")), 8, "5,000 sampling steps")
     assert _cli("decode", str(tmp_path / "slow.dae"), "-o", str(tmp_path / "b.png"), "--steps", "1").returncode == 0
     assert (tmp_path / "b.png").exists()
+
+
+# ------------------------------------------------------------------ no reads outside the file
+def test_an_audio_chunk_holding_an_ffconcat_script_is_refused_not_followed(tmp_path):
+    import io
+
+    from neurcodec.bitstream import CHUNK_AUDIO, DaeStreamWriter
+
+    (tmp_path / "secret.wav").write_bytes(b"RIFF" + b"\0" * 64)  # what the script points at
+    script = b"ffconcat version 1.0\nfile secret.wav\n"
+    header = _tiny2_header(VideoHeader, width=128, height=128, latent_shape=(16, 4, 4), frame_count=1)
+    buf = io.BytesIO()
+    with DaeStreamWriter(buf, header) as writer:
+        writer.write_chunk(CHUNK_AUDIO, script)
+        writer.write_group(FrameGroup((encode_latent(np.zeros((16, 4, 4), dtype=np.int32)),)))
+    (tmp_path / "v.dae").write_bytes(buf.getvalue())
+    result = _cli("decode", "v.dae", "-o", "v.mkv", "--steps", "1", cwd=tmp_path)
+    _one_line_error(result, 5, "audio chunk is not a Matroska audio stream")
+    assert not (tmp_path / "v.mkv").exists()
+
+
+def test_an_input_clip_that_is_a_playlist_of_other_files_is_refused(tmp_path):
+    (tmp_path / "part.y4m").write_bytes(b"YUV4MPEG2 W16 H16 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + b"\x80" * 384)
+    (tmp_path / "list.mp4").write_bytes(b"ffconcat version 1.0\nfile part.y4m\n")
+    result = _cli("encode", "list.mp4", "-o", "x.dae", cwd=tmp_path)
+    _one_line_error(result, 3, "not a video in a container neurcodec reads")
+    assert not (tmp_path / "x.dae").exists()

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from neurcodec.errors import InputError, UsageError
+from neurcodec.errors import CorruptFileError, InputError, UsageError
 
 DEFAULT_ASSUMED_FPS = Fraction(25)
 DEFAULT_CRF = 12  # visually lossless for H.264: the output should show the codec, not x264
@@ -73,15 +73,23 @@ def looks_like_video(name: str | os.PathLike | None, head: bytes = b"") -> bool:
     return head.startswith(b"\x00\x00\x00\x01\x67") or head.startswith(b"\x00\x00\x00\x01\x09")  # Annex B
 
 
+# The containers people hand in. Demuxers that open other files or URLs (concat, HLS, DASH,
+# playlists, image2 patterns) are not on it: a clip is read from itself only.
+INPUT_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "yuv4mpegpipe", "h264", "hevc", "mpegts",
+                  "mpegvideo", "mpeg", "flv", "ivf", "obu", "asf", "ogg", "gif", "m4v")
+INPUT_KINDS = "mp4/mov, mkv/webm, avi, y4m, raw H.264/HEVC/AV1, MPEG-TS/PS, flv, ivf, wmv, ogg, gif"
+
+
 def _open_input(source: str | os.PathLike | BinaryIO):
     import av
 
     try:
-        return av.open(source if not isinstance(source, os.PathLike) else os.fspath(source), "r")
+        return av.open(source if not isinstance(source, os.PathLike) else os.fspath(source), "r",
+                       options={"format_whitelist": ",".join(INPUT_DEMUXERS)})
     except FileNotFoundError:
         raise InputError(f"{source}: no such file") from None
     except (av.error.FFmpegError, ValueError, OSError) as exc:
-        raise InputError(f"{_name(source)}: not a video FFmpeg can read ({exc})") from None
+        raise InputError(f"{_name(source)}: not a video in a container neurcodec reads ({INPUT_KINDS}): {exc}") from None
 
 
 def _name(source: object) -> str:
@@ -288,7 +296,10 @@ class VideoSink:
         import av
 
         try:
-            self._audio_in = av.open(io.BytesIO(audio), "r")
+            self._audio_in = av.open(io.BytesIO(audio), "r", format="matroska")  # what the encoder stores, only
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise CorruptFileError(f"the audio chunk is not a Matroska audio stream ({exc})") from None
+        try:
             template = self._audio_in.streams.audio[0]
             self._audio_stream = self._out.add_stream_from_template(template)
         except (av.error.FFmpegError, ValueError, IndexError) as exc:
