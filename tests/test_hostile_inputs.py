@@ -164,3 +164,38 @@ def test_an_input_clip_that_is_a_playlist_of_other_files_is_refused(tmp_path):
     result = _cli("encode", "list.mp4", "-o", "x.dae", cwd=tmp_path)
     _one_line_error(result, 3, "not a video in a container neurcodec reads")
     assert not (tmp_path / "x.dae").exists()
+
+
+# ------------------------------------------------------------------ frame-sequence outputs
+def _two_frame_video(path):
+    header = _tiny2_header(VideoHeader, width=128, height=128, latent_shape=(16, 4, 4), frame_count=2)
+    latent = encode_latent(np.zeros((16, 4, 4), dtype=np.int32))
+    path.write_bytes(write_video(header, [FrameGroup((latent, latent))]))
+
+
+def test_a_png_sequence_does_not_replace_existing_frames_without_y(tmp_path):
+    _two_frame_video(tmp_path / "v.dae")
+    (tmp_path / "f_0002.png").write_bytes(b"keep me")
+    refused = _cli("decode", "v.dae", "-o", "f_%04d.png", "--steps", "1", cwd=tmp_path)
+    _one_line_error(refused, 4, "f_0002.png exists")
+    assert (tmp_path / "f_0002.png").read_bytes() == b"keep me" and not (tmp_path / "f_0001.png").exists()
+    replaced = _cli("decode", "v.dae", "-o", "f_%04d.png", "--steps", "1", "-y", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    assert (tmp_path / "f_0002.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("args", "written"), [
+    (("we%d.dae", "-f", "png"), ["we%d_0001.png", "we%d_0002.png"]),  # a % in the input's name stays literal
+    (("we%d.dae", "-o", "x%(a)s_%d.png"), ["x%(a)s_1.png", "x%(a)s_2.png"]),  # only %d is the number
+    (("we%d.dae", "-o", "100%%_%02d.png"), ["100%_01.png", "100%_02.png"]),  # %% is a literal %, as in ffmpeg
+])
+def test_percent_signs_in_sequence_names(tmp_path, args, written):
+    _two_frame_video(tmp_path / "we%d.dae")
+    result = _cli("decode", *args, "--steps", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == written
+
+
+def test_a_sequence_name_without_one_number_field_is_a_usage_error(tmp_path):
+    _two_frame_video(tmp_path / "v.dae")
+    _one_line_error(_cli("decode", "v.dae", "-o", "f_%d_%d.png", cwd=tmp_path), 2, "one number field")

@@ -72,7 +72,7 @@ def test_cli_writes_numbered_variations_and_interpolations(tmp_path, monkeypatch
     assert [p.name for p in sorted(tmp_path.glob("v_*.png"))] == ["v_00.png", "v_01.png", "v_02.png"]
     again = runner.invoke(app, ["decode", "a.dae", "--variations", "3", "--steps", "2", "-o", "v_%02d.png"])
     assert isinstance(again.exception, OutputExistsError)  # nothing overwritten without -y
-    for bad in ("v.png", "v_%02d_%d.png", "v%_%d.png"):
+    for bad in ("v.png", "v_%02d_%d.png", "v%%_02.png"):
         refused = runner.invoke(app, ["decode", "a.dae", "--variations", "2", "--steps", "2", "-o", bad])
         assert isinstance(refused.exception, UsageError) and "number field" in str(refused.exception)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -58,6 +59,48 @@ def check_output(path: str | Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{path} exists (use -y to overwrite)")
     if not path.parent.is_dir():
         raise UsageError(f"{path}: folder {path.parent} does not exist")
+
+
+# A numbered output name, ffmpeg's image2 way: one `%d`/`%04d` field, `%%` for a literal percent;
+# any other `%` (a name like `x%(a)s_%d.png`) is kept as it is.
+_PATTERN_TOKEN = re.compile(r"%%|%(0?\d*)d")
+
+
+def number_fields(pattern: str) -> int:
+    return sum(1 for m in _PATTERN_TOKEN.finditer(pattern) if m.group(0) != "%%")
+
+
+def numbered(pattern: str, number: int) -> str:
+    """`pattern` with its number field filled and `%%` made `%`."""
+    return _PATTERN_TOKEN.sub(lambda m: "%" if m.group(0) == "%%" else f"{number:{m.group(1)}d}", pattern)
+
+
+def escape_percent(name: str) -> str:
+    """`name` as a literal part of a numbered pattern."""
+    return name.replace("%", "%%")
+
+
+def check_numbered_output(pattern: str, overwrite: bool, what: str = "frames") -> None:
+    """Refuse before any work a pattern without exactly one number field in its file name, a
+    missing folder, or — without `overwrite` — a folder already holding files the pattern names."""
+    path = Path(pattern)
+    if number_fields(path.name) != 1 or number_fields(str(path.parent)):
+        raise UsageError(f"{pattern}: {what} need an output name with one number field such as %04d "
+                         "in the file name (e.g. out_%04d.png; %% for a literal %)")
+    if not path.parent.is_dir():
+        raise UsageError(f"{pattern}: folder {path.parent} does not exist")
+    if overwrite:
+        return
+    pieces, last = [], 0  # the pattern as a regex: literals escaped, the number field any digits
+    for token in _PATTERN_TOKEN.finditer(path.name):
+        pieces.append(re.escape(path.name[last : token.start()]))
+        pieces.append(re.escape("%") if token.group(0) == "%%" else r"\d+")
+        last = token.end()
+    pieces.append(re.escape(path.name[last:]))
+    matcher = re.compile("".join(pieces))
+    existing = sorted(p for p in path.parent.iterdir() if matcher.fullmatch(p.name))
+    if existing:
+        raise OutputExistsError(f"{existing[0]} exists ({len(existing)} file(s) named by {pattern}; use -y to overwrite)")
 
 
 def atomic_write(path: str | Path, data: bytes | Writer, *, overwrite: bool = True) -> None:

@@ -405,11 +405,13 @@ class VideoCodec:
         crf: int | None = None,
         lossless: bool = False,
         audio: bool = True,
+        overwrite: bool = True,
         **decode_options: Any,
     ) -> VideoDecodeReport:
         """Decode a `.dae` video stream from `fileobj` into a clip (`kind` = mp4/mkv/mov/y4m/png).
 
         `decode_options`: steps, guidance, sampler, seed, refine, progress (see `frames`).
+        `overwrite`: whether PNG-sequence frames may replace existing files.
         """
         start = time.perf_counter()
         reader = self.open(fileobj)
@@ -419,7 +421,7 @@ class VideoCodec:
         payload = next((body for kind_, body in reader.chunks if kind_ == CHUNK_AUDIO), None)
         sink = VideoSink(
             target, kind, width=header.width, height=header.height, fps=header.fps, time_base=header.time_base,
-            pix_fmt=pix_fmt, crf=crf, lossless=lossless, audio=payload if audio else None,
+            pix_fmt=pix_fmt, crf=crf, lossless=lossless, audio=payload if audio else None, overwrite=overwrite,
         )
         try:
             if first is not None:

@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from neurcodec import fileio
 from neurcodec.errors import CorruptFileError, InputError, UsageError
 
 DEFAULT_ASSUMED_FPS = Fraction(25)
@@ -218,8 +219,8 @@ def output_kind(target: str | os.PathLike | None, fmt: str | None = None) -> str
     if suffix not in _SUFFIX_KIND:
         raise UsageError(f"{target}: cannot tell the video format from '{suffix}'; use one of .mp4 .mkv .mov .y4m or out_%04d.png")
     kind = _SUFFIX_KIND[suffix]
-    if kind == "png" and "%" not in str(target):
-        raise UsageError(f"{target}: a PNG sequence needs a numbered pattern such as out_%04d.png")
+    if kind == "png" and fileio.number_fields(Path(target).name) != 1:
+        raise UsageError(f"{target}: a PNG sequence needs a name with one number field such as out_%04d.png (%% for a literal %)")
     return kind
 
 
@@ -242,6 +243,7 @@ class VideoSink:
         crf: int | None = None,
         lossless: bool = False,
         audio: bytes | None = None,
+        overwrite: bool = True,
     ) -> None:
         import av
 
@@ -254,6 +256,7 @@ class VideoSink:
         self.frames_written = 0
         self._size = (width, height)
         self._pattern = None
+        self._overwrite = overwrite  # PNG sequences: whether a frame may replace an existing file
         if kind == "png":
             self._pattern = str(target)
             if audio:
@@ -331,10 +334,8 @@ class VideoSink:
         if self._pattern is not None:
             from PIL import Image
 
-            from neurcodec import fileio
-
-            path = self._pattern % (index + 1)  # numbered from 1, as ffmpeg's image2 muxer does
-            fileio.atomic_write(path, lambda f: Image.fromarray(rgb, "RGB").save(f, format="PNG"))
+            path = fileio.numbered(self._pattern, index + 1)  # numbered from 1, as ffmpeg's image2 muxer does
+            fileio.atomic_write(path, lambda f: Image.fromarray(rgb, "RGB").save(f, format="PNG"), overwrite=self._overwrite)
             self.frames_written += 1
             return
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=self._pix_fmt)

@@ -9,7 +9,6 @@ progress goes to stderr only on a terminal; `--json` prints one result line per 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -293,17 +292,10 @@ def _run_all(
         raise type(first)(f"{len(failures)} of {len(inputs)} files failed (first: {first})")
 
 
-_NUMBER_FIELD = re.compile(r"%(0?\d*)d")
-
-
 def _numbered_outputs(pattern: str, n: int, overwrite: bool) -> list[str]:
     """`pattern`'s one number field (`%d`, `%02d` …) filled with 0 … n−1; checked before any work."""
-    if len(_NUMBER_FIELD.findall(pattern)) != 1 or "%" in _NUMBER_FIELD.sub("", pattern):
-        raise UsageError(f"{pattern}: {n} pictures need an output name with one number field such as %02d (e.g. out_%02d.png) and no other %")
-    names = [_NUMBER_FIELD.sub(lambda m, i=i: f"{i:{m.group(1)}d}", pattern, count=1) for i in range(n)]
-    for name in names:
-        fileio.check_output(name, overwrite)
-    return names
+    fileio.check_numbered_output(pattern, overwrite, what=f"{n} pictures")
+    return [fileio.numbered(pattern, i) for i in range(n)]
 
 
 def _write_pictures(

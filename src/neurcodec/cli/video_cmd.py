@@ -62,7 +62,7 @@ def output_name(name: str, fmt: str | None) -> str:
     """Default output for a video `.dae`: same stem, `.mp4` (or the --format's extension)."""
     suffix = f".{fmt.lower()}" if is_video_format(fmt) and fmt.lower() != "png" else VIDEO_DEFAULT_SUFFIX
     if fmt and fmt.lower() == "png":
-        return f"{Path(name).with_suffix('')}_%04d.png"
+        return f"{fileio.escape_percent(str(Path(name).with_suffix('')))}_%04d.png"
     return str(Path(name).with_suffix(suffix))
 
 
@@ -131,6 +131,8 @@ def decode_one(load: Any, model: str | None, source: str, target: str, *, fmt: s
             reports.append(video.decode(src, f, kind, **options))
 
     if kind == "png":
+        fileio.check_numbered_output(target, overwrite)  # before the model loads
+        options["overwrite"] = overwrite
         run(target)
     else:
         fileio.atomic_write(target, run, overwrite=overwrite)
