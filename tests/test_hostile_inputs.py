@@ -199,3 +199,23 @@ def test_percent_signs_in_sequence_names(tmp_path, args, written):
 def test_a_sequence_name_without_one_number_field_is_a_usage_error(tmp_path):
     _two_frame_video(tmp_path / "v.dae")
     _one_line_error(_cli("decode", "v.dae", "-o", "f_%d_%d.png", cwd=tmp_path), 2, "one number field")
+
+
+def test_a_batch_names_each_failed_file_on_one_unwrapped_line_and_in_its_json(tmp_path):
+    import json
+
+    header = _tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4))
+    good = write_image(header, encode_latent(np.zeros((16, 4, 4), dtype=np.int32)))
+    long_name = "a_rather_long_file_name_that_would_wrap_at_eighty_columns_in_a_pipe_" + "x" * 40 + ".dae"
+    (tmp_path / "good.dae").write_bytes(good)
+    (tmp_path / long_name).write_bytes(b"not a dae at all" * 4)
+    result = subprocess.run(
+        [sys.executable, "-m", "neurcodec", "decode", "good.dae", long_name, "-O", "out", "--steps", "1", "--json"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 5 and "Traceback" not in result.stderr
+    failed = [line for line in result.stderr.splitlines() if long_name in line]
+    assert len(failed) == 1 and failed[0].startswith(f"neurcodec: {long_name}: ")  # whole, on one line
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == ["good.dae", long_name]
+    assert lines[1]["exit_code"] == 5 and "error" in lines[1] and "output" in lines[0]

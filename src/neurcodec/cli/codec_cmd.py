@@ -169,7 +169,8 @@ class _Reporter:
     total: int
     json_lines: bool
     quiet: bool
-    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    # soft_wrap: a line is one line whatever the width (a pipe or a log file has none).
+    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
     progress: Progress | None = None
     files_task: Any = None
     steps_task: Any = None
@@ -218,9 +219,14 @@ class _Reporter:
             sys.stdout.write(json.dumps(result) + "\n")
             sys.stdout.flush()
 
-    def failed(self, exc: NeurcodecError) -> None:
+    def failed(self, source: str, exc: NeurcodecError) -> None:
+        """One line naming the file (and, with --json, a result line saying what went wrong)."""
         self._next_file()
-        self.console.print(f"neurcodec: {exc}", markup=False)
+        message = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
+        self.console.print(f"neurcodec: {message}", markup=False)
+        if self.json_lines:
+            sys.stdout.write(json.dumps({"file": source, "error": message, "exit_code": exc.exit_code}) + "\n")
+            sys.stdout.flush()
 
 
 def _label(path: str) -> str:
@@ -284,7 +290,7 @@ def _run_all(
                 if len(inputs) == 1:
                     raise
                 failures.append(exc)
-                reporter.failed(exc)
+                reporter.failed(_label(source), exc)
                 continue
             reporter.done(result, summary)
     if failures:
