@@ -219,3 +219,42 @@ def test_a_batch_names_each_failed_file_on_one_unwrapped_line_and_in_its_json(tm
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["file"] for line in lines] == ["good.dae", long_name]
     assert lines[1]["exit_code"] == 5 and "error" in lines[1] and "output" in lines[0]
+
+
+# ------------------------------------------------------------------ outputs that cannot be written
+@pytest.fixture
+def immutable_folder(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here (needs CAP_LINUX_IMMUTABLE)")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, immutable_folder):
+    header = _tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4))
+    (tmp_path / "x.dae").write_bytes(write_image(header, encode_latent(np.zeros((16, 4, 4), dtype=np.int32))))
+    result = _cli("decode", str(tmp_path / "x.dae"), "-o", str(immutable_folder / "x.png"))
+    _one_line_error(result, 9, f"cannot write in {immutable_folder}")
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from neurcodec import fileio
+    from neurcodec.cli import main
+
+    def disk_full(handle, data):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio, "_write", disk_full)  # a full disk cannot be made here without privileges
+    header = _tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4))
+    (tmp_path / "x.dae").write_bytes(write_image(header, encode_latent(np.zeros((16, 4, 4), dtype=np.int32))))
+    monkeypatch.setattr(sys, "argv", ["neurcodec", "decode", str(tmp_path / "x.dae"), "-o", str(tmp_path / "x.png"), "--steps", "1"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 9 and len(err.splitlines()) == 1 and "No space left on device" in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "x.dae"]  # neither the output nor its temporary file

@@ -61,6 +61,12 @@ class WeightsError(NeurcodecError):
     exit_code = 7
 
 
+class OutputError(NeurcodecError):
+    """The output cannot be written: an unwritable or read-only folder, a full disk."""
+
+    exit_code = 9
+
+
 class LimitError(NeurcodecError):
     """An input or file asks for more than a resource limit allows (pixels, frames, steps)."""
 
@@ -77,5 +83,6 @@ EXIT_CODES: dict[str, int] = {
     "unsupported .dae": UnsupportedFileError.exit_code,
     "missing weights": WeightsError.exit_code,
     "over a resource limit": LimitError.exit_code,
+    "cannot write the output": OutputError.exit_code,
     "interrupted": 130,
 }

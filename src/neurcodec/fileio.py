@@ -8,6 +8,7 @@ temp file, never a partial output). Binary data is never written to or read from
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from neurcodec.errors import InputError, OutputExistsError, UsageError
+from neurcodec.errors import InputError, OutputError, OutputExistsError, UsageError
 
 STDIO = "-"
 Writer = Callable[[BinaryIO], None]
@@ -59,6 +60,21 @@ def check_output(path: str | Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{path} exists (use -y to overwrite)")
     if not path.parent.is_dir():
         raise UsageError(f"{path}: folder {path.parent} does not exist")
+    _check_writable(path)
+
+
+def _check_writable(path: Path) -> None:
+    # access() also reports read-only mounts and immutable folders, which permission bits do not.
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"{path}: cannot write in {path.parent} (not writable, or a read-only file system)")
+
+
+# What the file system says when an output cannot be written, as opposed to a bug.
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
 # A numbered output name, ffmpeg's image2 way: one `%d`/`%04d` field, `%%` for a literal percent;
@@ -89,6 +105,7 @@ def check_numbered_output(pattern: str, overwrite: bool, what: str = "frames") -
                          "in the file name (e.g. out_%04d.png; %% for a literal %)")
     if not path.parent.is_dir():
         raise UsageError(f"{pattern}: folder {path.parent} does not exist")
+    _check_writable(path)
     if overwrite:
         return
     pieces, last = [], 0  # the pattern as a regex: literals escaped, the number field any digits
@@ -116,7 +133,12 @@ def atomic_write(path: str | Path, data: bytes | Writer, *, overwrite: bool = Tr
         out.flush()
         return
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        if exc.errno in _UNWRITABLE:
+            raise _output_error(path, exc) from None
+        raise
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -125,9 +147,11 @@ def atomic_write(path: str | Path, data: bytes | Writer, *, overwrite: bool = Tr
             os.fsync(handle.fileno())
             os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp made it 0600
         _commit(tmp, path, overwrite)
-    except BaseException:  # including KeyboardInterrupt and the SIGTERM exit below
+    except BaseException as exc:  # including KeyboardInterrupt and the SIGTERM exit below
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in _UNWRITABLE:
+            raise _output_error(path, exc) from None
         raise
     _fsync_dir(path.parent)
 
