@@ -258,3 +258,18 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 9 and len(err.splitlines()) == 1 and "No space left on device" in err
     assert list(tmp_path.iterdir()) == [tmp_path / "x.dae"]  # neither the output nor its temporary file
+
+
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path):
+    result = _cli("decode", str(tmp_path / "missing.dae"), "-o", str(tmp_path / "x.png"), "--debug")
+    assert result.returncode == 3 and "Traceback" in result.stderr and "no such file" in result.stderr
+
+
+def test_the_summary_of_a_file_written_to_stdout_says_stdout(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (128, 128), (200, 40, 30)).save(tmp_path / "red.png")
+    result = subprocess.run([sys.executable, "-m", "neurcodec", "encode", "red.png", "-o", "-"], capture_output=True,
+                            timeout=120, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0 and result.stdout[:4] != b""
+    assert b"red.png -> <stdout>:" in result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import typer
 
@@ -58,8 +59,9 @@ def main() -> None:
         raise SystemExit(rc if isinstance(rc, int) else 0)
     except NeurcodecError as exc:
         if debug or os.environ.get("NEURCODEC_DEBUG"):
-            raise
-        print(f"neurcodec: {exc}", file=sys.stderr)
+            traceback.print_exc()  # the traceback, and still the error's own exit code
+        else:
+            print(f"neurcodec: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         print("neurcodec: interrupted", file=sys.stderr)

@@ -233,6 +233,10 @@ def _label(path: str) -> str:
     return "<stdin>" if fileio.is_stdio(path) else path
 
 
+def _out_label(path: str) -> str:
+    return "<stdout>" if fileio.is_stdio(path) else path
+
+
 def _plan_outputs(
     inputs: list[str], output: str | None, outdir: Path | None, name_for: Callable[[str], str],
     overwrite: bool, json_lines: bool,
@@ -328,7 +332,7 @@ def _picture_report(
         "file": source, "output": target, **file_facts, "width": width, "height": height,
         "mode": image.mode, "format": spec.name, "seconds": round(seconds, 4),
     }
-    return result, f"{_label(source)} -> {_label(target)}: {width}x{height} {image.mode} {spec.name}, {seconds:.2f} s"
+    return result, f"{_label(source)} -> {_out_label(target)}: {width}x{height} {image.mode} {spec.name}, {seconds:.2f} s"
 
 
 # ---------------------------------------------------------------------------- encode
@@ -398,7 +402,7 @@ def encode(
             "seconds": round(seconds, 4),
         }
         summary = (
-            f"{_label(source)} -> {_label(target)}: {len(blob)} bytes, "
+            f"{_label(source)} -> {_out_label(target)}: {len(blob)} bytes, "
             f"{result['bpp']:.4f} bpp, {width}x{height}, {seconds:.2f} s"
         )
         return result, summary
