@@ -273,3 +273,28 @@ def test_the_summary_of_a_file_written_to_stdout_says_stdout(tmp_path):
                             timeout=120, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0 and result.stdout[:4] != b""
     assert b"red.png -> <stdout>:" in result.stderr
+
+
+# ------------------------------------------------------------------ the CRC before the header's word
+MODEL_CODE_BYTE = 5  # after magic + version (4) and flags (1): the model code, one varint byte
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_a_flipped_model_code_bit_is_corrupt_not_unsupported(tmp_path, kind):
+    if kind == "image":
+        header = _tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4))
+        data = bytearray(write_image(header, _latent()))
+    else:
+        header = _tiny2_header(VideoHeader, width=128, height=128, latent_shape=(16, 4, 4))
+        data = bytearray(write_video(header, [FrameGroup((_latent(),))]))
+    data[MODEL_CODE_BYTE] ^= 0x20  # model code 4 → 36, which no build knows
+    (tmp_path / "x.dae").write_bytes(bytes(data))
+    out = tmp_path / ("x.png" if kind == "image" else "x.mkv")
+    for command in (("info", str(tmp_path / "x.dae")), ("decode", str(tmp_path / "x.dae"), "-o", str(out))):
+        _one_line_error(_cli(*command), 5, "checksum mismatch")
+
+
+def test_a_video_with_bytes_after_its_end_chunk_is_corrupt_as_an_image_is(tmp_path):
+    header = _tiny2_header(VideoHeader, width=128, height=128, latent_shape=(16, 4, 4))
+    (tmp_path / "v.dae").write_bytes(write_video(header, [FrameGroup((_latent(),))]) + b"trailing")
+    _one_line_error(_cli("info", str(tmp_path / "v.dae")), 5, "data after the END chunk")

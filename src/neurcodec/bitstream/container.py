@@ -355,11 +355,20 @@ def peek_kind(data: bytes) -> str:
     return "video" if flags & _F_VIDEO else "image"
 
 
-def _parse_header(reader: ByteReader) -> _Header:
+def _parse_header(reader: ByteReader, deferred: list[UnsupportedFileError] | None = None) -> _Header:
+    """The header's fields. With `deferred`, "unsupported" findings (unknown flag bits or model
+    code) are collected there rather than raised, for the caller to raise once the first chunk's
+    CRC has vouched for the header: a flipped bit is then "corrupt", as it is."""
+
+    def unsupported(error: UnsupportedFileError) -> None:
+        if deferred is None:
+            raise error
+        deferred.append(error)
+
     _check_magic_version(reader.take(min(4, reader.remaining), "magic and version"))
     flags = reader.byte("header flags")
     if flags & _F_RESERVED:
-        raise UnsupportedFileError(f"header uses flag bits this build does not know (0x{flags:02x})")
+        unsupported(UnsupportedFileError(f"header uses flag bits this build does not know (0x{flags:02x})"))
     if flags & _F_NAME:
         size = reader.uvarint("model name length", MAX_MODEL_NAME, 1)
         raw = reader.take(size, "model name")
@@ -369,11 +378,11 @@ def _parse_header(reader: ByteReader) -> _Header:
     else:
         code = reader.uvarint("model code", 127, 1)
         if code not in MODEL_CODES:
-            raise UnsupportedFileError(
+            unsupported(UnsupportedFileError(
                 f"file was made by model code {code}, unknown to this build "
                 f"(known: {', '.join(f'{c}={n}' for c, n in MODEL_CODES.items())})"
-            )
-        model = MODEL_CODES[code]
+            ))
+        model = MODEL_CODES.get(code, f"model-code-{code}")
     digest = reader.take(4, "weights digest")
     width = reader.uvarint("image width", MAX_DIM, 1)
     height = reader.uvarint("image height", MAX_DIM, 1)
@@ -444,9 +453,8 @@ def read_image(
 ) -> DaeImage:
     """Parse and verify a single-image file. Pass `model`/`weights_digest` to refuse others."""
     reader = ByteReader(bytes(data))
-    header = _parse_header(reader)
-    if isinstance(header, VideoHeader):
-        raise UnsupportedFileError("this .dae file holds a video, not an image")
+    deferred: list[UnsupportedFileError] = []
+    header = _parse_header(reader, deferred)
     header_bytes = reader.pos
     crc = zlib.crc32(reader.data[:header_bytes])
     latent: bytes | None = None
@@ -469,6 +477,11 @@ def read_image(
             raise CorruptFileError(f"chunk type 0x{chunk_type:02x} does not belong in an image")
         else:
             extras.append((chunk_type, body))
+    # Every CRC has held: what the header says can now be believed.
+    if deferred:
+        raise deferred[0]
+    if isinstance(header, VideoHeader):
+        raise UnsupportedFileError("this .dae file holds a video, not an image")
     if latent is None:
         raise TruncatedFileError("file ends before the latent chunk")
     _check_model(header, model, weights_digest)
@@ -494,6 +507,9 @@ class _StreamSource:
         self.consumed += n
         return b"".join(parts)
 
+    def at_end(self) -> bool:
+        return not self._file.read(1)
+
     def read_uvarint_bytes(self, what: str) -> bytes:
         out = bytearray()
         while True:
@@ -517,21 +533,24 @@ class DaeStreamReader:
         peek_kind(bytes(head))
         # The header has no length prefix: grow it field by field through a re-parse.
         while True:
+            deferred: list[UnsupportedFileError] = []
             try:
-                header = _parse_header(ByteReader(bytes(head)))
+                header = _parse_header(ByteReader(bytes(head)), deferred)
                 break
             except TruncatedFileError:
                 if len(head) > 256:
                     raise CorruptFileError("video header is implausibly long") from None
                 head += self._src.read(1, "video header")
-        if not isinstance(header, VideoHeader):
-            raise UnsupportedFileError("this .dae file holds an image, not a video stream")
         self._crc = zlib.crc32(head)
-        self.header: VideoHeader = header
+        self.header: VideoHeader = header  # type: ignore[assignment]  # checked below, once vouched for
         self.chunks: list[tuple[int, bytes]] = []
         self._done = False
-        # Verify the header's CRC (carried by the first chunk) before trusting the model fields.
+        # Verify the header's CRC (carried by the first chunk) before trusting its fields.
         self._pending = self._next_chunk()
+        if deferred:
+            raise deferred[0]
+        if not isinstance(header, VideoHeader):
+            raise UnsupportedFileError("this .dae file holds an image, not a video stream")
         _check_model(header, model, weights_digest)
 
     def _next_chunk(self) -> tuple[int, bytes]:
@@ -557,6 +576,8 @@ class DaeStreamReader:
             if chunk_type == CHUNK_END:
                 if body:
                     raise CorruptFileError("END chunk carries data")
+                if not self._src.at_end():  # as in an image file, nothing may follow the last chunk
+                    raise CorruptFileError("data after the END chunk")
                 self._done = True
             elif chunk_type == CHUNK_FRAME_GROUP:
                 yield _parse_frame_group(body, self.header)
@@ -609,8 +630,24 @@ def read_video(data: bytes, model: str | None = None, weights_digest: bytes | No
 
 
 def read_header(data: bytes) -> ImageHeader | VideoHeader:
-    """Header only, without verifying chunks (for quick inspection)."""
-    return _parse_header(ByteReader(bytes(data)))
+    """Header only (for quick inspection); the first chunk's CRC is checked when `data` holds it,
+    so a damaged header reads as corrupt rather than as an unknown model or feature."""
+    reader = ByteReader(bytes(data))
+    deferred: list[UnsupportedFileError] = []
+    header = _parse_header(reader, deferred)
+    if deferred:
+        end = reader.pos
+        try:
+            reader.byte("chunk type")
+            length = reader.uvarint("chunk length", MAX_CHUNK_LENGTH)
+            reader.take(length, "chunk")
+            stored = int.from_bytes(reader.take(4, "chunk checksum"), "little")
+        except TruncatedFileError:
+            raise deferred[0] from None  # the first chunk is not in `data`: nothing to verify with
+        if zlib.crc32(reader.data[end : reader.pos - 4], zlib.crc32(reader.data[:end])) != stored:
+            raise CorruptFileError(f"checksum mismatch in chunk at byte {end}")
+        raise deferred[0]
+    return header
 
 
 __all__ = [
