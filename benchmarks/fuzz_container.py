@@ -1,8 +1,9 @@
 """Long fuzz run of the .dae reader -> benchmarks/results/fuzz.json.
 
 Feeds >= 100,000 truncated / bit-flipped / spliced / byte-overwritten variants of small
-image, video and bare-latent files (the same mutators as tests/test_bitstream_fuzz.py) and
-records the outcome counts, the slowest single file and the peak traced allocation.
+image, video and bare-latent files, a fifth of them CRC-valid files with a mutated latent payload
+(the same cases as tests/test_bitstream_fuzz.py), and records the outcome counts, the slowest
+single file, the peak traced allocation and the process's peak RSS.
 Anything other than a typed neurcodec bitstream error is a failure (exit code 1).
 
     python benchmarks/fuzz_container.py [--n 100000] [--seed 1]
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import sys
 import time
 import tracemalloc
@@ -22,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_bitstream_fuzz import mutate, parse, seeds  # noqa: E402
+from test_bitstream_fuzz import fuzz_cases, parse  # noqa: E402
 
+from _machine import machine  # noqa: E402
 from neurcodec.errors import BitstreamError  # noqa: E402
 
 
@@ -35,16 +38,14 @@ def main() -> int:
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
-    corpus = seeds()
-    pool = [d for _, d in corpus]
     outcomes: dict[str, int] = {}
     failures: list[dict] = []
     slowest = 0.0
     tracemalloc.start()
     t0 = time.perf_counter()
-    for i in range(args.n):
-        kind, data = corpus[i % len(corpus)]
-        sample = mutate(rng, data, pool)
+    kinds: dict[str, int] = {}
+    for kind, sample in fuzz_cases(args.n, rng):
+        kinds[kind] = kinds.get(kind, 0) + 1
         t = time.perf_counter()
         try:
             parse(kind, sample)
@@ -69,6 +70,10 @@ def main() -> int:
         "seconds_total": round(elapsed, 2),
         "slowest_file_ms": round(1000 * slowest, 2),
         "peak_traced_bytes": peak,
+        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "files_by_kind": kinds,
+        "crc_valid_payload_mutants": args.n // 5,
+        "machine": machine(),
         "failures": failures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

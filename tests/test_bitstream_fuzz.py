@@ -31,7 +31,7 @@ N_FILES = 10_500
 PEAK_LIMIT = 8 << 20  # bytes; a single unchecked declared length could ask for 64 MiB+
 
 
-def seeds() -> list[tuple[str, bytes]]:
+def _seed_parts():
     rng = np.random.default_rng(0)
     sym = np.rint(rng.laplace(size=(3, 2, 3)) * 3).astype(np.int32)
     sym[0, 0, 0] = 5000  # an escape
@@ -41,12 +41,40 @@ def seeds() -> list[tuple[str, bytes]]:
     named = ImageHeader("x-model", b"abcd", 5, 5, sym.shape, step_index=3, mode="LA")
     vid = VideoHeader("tiny", b"abcd", 40, 30, sym.shape, step_index=90, fps=Fraction(24000, 1001),
                       frame_count=3)
+    return blob, img, named, vid
+
+
+def seeds() -> list[tuple[str, bytes]]:
+    blob, img, named, vid = _seed_parts()
     return [
         ("image", write_image(img, blob)),
         ("image", write_image(named, blob, [(0x81, b"meta"), (0x03, b"alpha")])),
         ("video", write_video(vid, [FrameGroup((blob, blob)), FrameGroup((blob,))])),
         ("blob", blob),
     ]
+
+
+def payload_mutant(rng: random.Random, pool: list[bytes]) -> tuple[str, bytes]:
+    """A file whose every CRC holds but whose latent payload is mutated: what a forger (not a
+    flaky disk) hands in, reaching the entropy decoder past the container's checks."""
+    blob, img, _, vid = _seed_parts()
+    bad = mutate(rng, blob, pool)
+    if rng.random() < 0.5:
+        return "image", write_image(img, bad)
+    return "video", write_video(vid, [FrameGroup((blob, bad)), FrameGroup((bad,))])
+
+
+def fuzz_cases(n: int, rng: random.Random):
+    """`n` (kind, bytes) cases: every fifth a CRC-valid file with a mutated latent payload, the
+    rest truncated / bit-flipped / spliced / overwritten variants of the seed files."""
+    corpus = seeds()
+    pool = [d for _, d in corpus]
+    for i in range(n):
+        if i % 5 == 4:
+            yield payload_mutant(rng, pool)
+        else:
+            kind, data = corpus[i % len(corpus)]
+            yield kind, mutate(rng, data, pool)
 
 
 def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
@@ -81,13 +109,8 @@ def parse(kind: str, data: bytes) -> None:
 
 
 def run_fuzz(n: int, seed: int = 1234) -> dict[str, int]:
-    rng = random.Random(seed)
-    corpus = seeds()
-    pool = [d for _, d in corpus]
     outcomes: dict[str, int] = {}
-    for i in range(n):
-        kind, data = corpus[i % len(corpus)]
-        sample = mutate(rng, data, pool)
+    for kind, sample in fuzz_cases(n, random.Random(seed)):
         try:
             parse(kind, sample)
             name = "accepted"
