@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +15,10 @@ from PIL import Image
 
 from neurcodec.bench import metrics as M
 from neurcodec.bench import perceptual
-from neurcodec.cli import main
+from test_bench_cli import _run  # the same CLI runner as the other bench tests
 
 pytest.importorskip("torchmetrics", reason="the metrics extra is not installed")
 pytest.importorskip("torch_fidelity", reason="the metrics extra is not installed")
-
-
-def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["neurcodec", *argv])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _stand_in(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

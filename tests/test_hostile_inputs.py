@@ -3,6 +3,8 @@ code, no traceback, and no model loaded or work done first."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from fractions import Fraction
@@ -75,10 +77,18 @@ _PEAK_RSS = (
 
 def _cli_peak(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
     """Run the CLI in a child of a fresh wrapper process: its peak RSS alone, in GiB."""
-    result = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "neurcodec", *args], capture_output=True, text=True,
-        timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "neurcodec", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI too, not just the wrapper
+        proc.communicate()
+        raise
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     *lines, peak_kib = result.stderr.strip().splitlines()
     result.stderr = "\n".join(lines)
     return result, int(peak_kib) / 2**20
