@@ -111,6 +111,17 @@ def test_a_61_byte_file_declaring_16384_squared_is_refused_from_its_header(tmp_p
     assert not (tmp_path / "big.png").exists()
 
 
+@pytest.mark.slow
+def test_a_68_byte_video_of_one_4096_squared_frame_decodes_in_tiles_within_3_gib(tmp_path):
+    # ~2.5 min on 2 cores: the one test here that does the work a small file may ask for.
+    header = _tiny2_header(VideoHeader, width=4096, height=4096, latent_shape=(16, 128, 128), frame_count=1)
+    (tmp_path / "v.dae").write_bytes(write_video(header, [FrameGroup((encode_latent(np.zeros((16, 128, 128), dtype=np.int32)),))]))
+    assert (tmp_path / "v.dae").stat().st_size < 100
+    result, peak = _cli_peak("decode", str(tmp_path / "v.dae"), "-o", str(tmp_path / "v.mkv"), "--steps", "1")
+    assert result.returncode == 0, result.stderr
+    assert peak < 3.0, f"peak RSS {peak:.2f} GiB"
+
+
 def test_a_13000_squared_png_is_refused_before_its_pixels_are_decoded(tmp_path):
     from PIL import Image
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -146,7 +148,16 @@ def test_tiled_stage_a_encode_is_close_to_untiled(random_codec_f8):
     pixels = torch.rand(1, 3, 320, 448, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         full = stage_a.encode(pixels)[0]
-        tiled = tiled_stage_a_encode(stage_a, pixels, SMALL_TILES)
+        # SMALL_TILES counts f4 latent pixels: doubled, the f8 tiles are 24 latent pixels again.
+        tiled = tiled_stage_a_encode(stage_a, pixels, replace(SMALL_TILES, stage_a_tile=48, stage_a_overlap=16))
     assert tiled.shape == full.shape == (1, stage_a.c_latent, 40, 56)
     rel = (tiled - full).norm() / full.norm()
     assert rel < 0.1, float(rel)
+
+
+def test_an_f8_stage_a_gets_tiles_covering_the_same_pixels_as_an_f4_one():
+    from neurcodec.tiling import stage_a_tiles
+
+    config = TileConfig()
+    assert stage_a_tiles(config, 4) == (256, 16)  # 1024-pixel tiles, 64-pixel overlaps
+    assert stage_a_tiles(config, 8) == (128, 8)  # the same in an f8 latent

@@ -45,7 +45,8 @@ TileFn = Callable[[Tensor, slice, slice], Tensor]
 
 @dataclass(frozen=True)
 class TileConfig:
-    """Tile sizes and overlaps in stage A latent pixels (one latent pixel = 4×4 image pixels).
+    """Tile sizes and overlaps in f4 latent pixels (one latent pixel = 4×4 image pixels; an f8
+    stage A's tiles are scaled to cover the same image pixels, see `stage_a_tiles`).
 
     Tiles are used only when the latent area exceeds `min_latent_area` (default: larger than
     a 1024×1024 image), so ordinary images decode exactly as without tiling. Stage B tiles
@@ -191,7 +192,18 @@ def tiled_stage_a_decode(stage_a: torch.nn.Module, z: Tensor, config: TileConfig
     def one(tile: Tensor, rows: slice, cols: slice) -> Tensor:
         return stage_a.decode(tile)
 
-    return tiled_map(one, z, tile=config.stage_a_tile, overlap=config.stage_a_overlap, scale=stage_a.downscale)
+    tile, overlap = stage_a_tiles(config, stage_a.downscale)
+    return tiled_map(one, z, tile=tile, overlap=overlap, scale=stage_a.downscale)
+
+
+def stage_a_tiles(config: TileConfig, downscale: int) -> tuple[int, int]:
+    """Stage A tile and overlap in this stage A's latent pixels. The config counts f4 latent
+    pixels; an f8 stage A (TAEF2) gets half as many per side, so a tile covers the same image
+    pixels and its full-resolution activations the same memory (256 f8 latent pixels would be
+    2048² pixels × 64 channels: over 1 GiB per activation, 4.5 GiB peak at 4096²)."""
+    tile = max(1, config.stage_a_tile * 4 // downscale)
+    overlap = min(tile - 1, -(-config.stage_a_overlap * 4 // downscale))
+    return tile, overlap
 
 
 def tiled_stage_a_encode(stage_a: torch.nn.Module, pixels: Tensor, config: TileConfig) -> Tensor:
@@ -204,4 +216,5 @@ def tiled_stage_a_encode(stage_a: torch.nn.Module, pixels: Tensor, config: TileC
     def one(tile: Tensor, rows: slice, cols: slice) -> Tensor:
         return stage_a.encode(pixels[..., rows.start * d : rows.stop * d, cols.start * d : cols.stop * d])[0]
 
-    return tiled_map(one, grid, tile=config.stage_a_tile, overlap=config.stage_a_overlap)
+    tile, overlap = stage_a_tiles(config, d)
+    return tiled_map(one, grid, tile=tile, overlap=overlap)
