@@ -319,3 +319,23 @@ def test_a_video_with_bytes_after_its_end_chunk_is_corrupt_as_an_image_is(tmp_pa
     header = _tiny2_header(VideoHeader, width=128, height=128, latent_shape=(16, 4, 4))
     (tmp_path / "v.dae").write_bytes(write_video(header, [FrameGroup((_latent(),))]) + b"trailing")
     _one_line_error(_cli("info", str(tmp_path / "v.dae")), 5, "data after the END chunk")
+
+
+@pytest.mark.parametrize("alpha", ["jpeg", "wrong size"])
+def test_an_alpha_chunk_is_read_as_a_png_of_the_image_size_or_refused(tmp_path, alpha):
+    import io
+
+    from PIL import Image
+
+    from neurcodec.bitstream import CHUNK_ALPHA
+
+    buf = io.BytesIO()
+    if alpha == "jpeg":
+        Image.new("L", (128, 128), 200).save(buf, format="JPEG")
+    else:
+        Image.new("L", (64, 64), 200).save(buf, format="PNG")
+    header = _tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4), mode="RGBA")
+    blob = write_image(header, encode_latent(np.zeros((16, 4, 4), dtype=np.int32)), [(CHUNK_ALPHA, buf.getvalue())])
+    (tmp_path / "x.dae").write_bytes(blob)
+    result = _cli("decode", str(tmp_path / "x.dae"), "-o", str(tmp_path / "x.png"))
+    _one_line_error(result, 5, "alpha chunk")

@@ -238,6 +238,9 @@ class Codec:
         dae = self.read(data)
         header = dae.header
         limits.check_pixels(header.width, header.height, what="the file's image")
+        alpha = next((body for kind, body in dae.chunks if kind == CHUNK_ALPHA), None)
+        if alpha is not None:
+            media.open_alpha(alpha, (header.width, header.height))  # refused before the decode, not after
         expected = self.latent_shape(header.width, header.height)
         if tuple(header.latent_shape) != expected:
             raise CorruptFileError(f"latent shape {header.latent_shape} does not fit a {header.width}×{header.height} image (expected {expected})")

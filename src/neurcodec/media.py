@@ -230,18 +230,25 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _read_alpha(alpha_png: bytes | None, size: tuple[int, int]) -> Image.Image:
-    if alpha_png is None:
-        return Image.new("L", size, 255)
+def open_alpha(alpha_png: bytes, size: tuple[int, int]) -> Image.Image:
+    """The alpha chunk opened as PNG only, its size and mode checked; pixels not yet decoded
+    (cheap enough to call before a decode, so a bad chunk fails before the slow part)."""
     try:
         alpha = Image.open(io.BytesIO(alpha_png), formats=["PNG"])  # the narrowest opener
     except Exception as exc:
         raise CorruptFileError(f"alpha chunk is not a readable PNG ({exc})") from None
-    if alpha.size != size or alpha.mode != "L":  # checked before its pixels are decoded
+    if alpha.size != size or alpha.mode != "L":
         raise CorruptFileError(
             f"alpha chunk is {alpha.mode} {alpha.size[0]}x{alpha.size[1]}, "
             f"expected L {size[0]}x{size[1]}"
         )
+    return alpha
+
+
+def _read_alpha(alpha_png: bytes | None, size: tuple[int, int]) -> Image.Image:
+    if alpha_png is None:
+        return Image.new("L", size, 255)
+    alpha = open_alpha(alpha_png, size)
     try:
         alpha.load()
     except Exception as exc:
