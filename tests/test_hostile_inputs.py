@@ -14,6 +14,7 @@ import pytest
 
 from neurcodec.bitstream import FrameGroup, ImageHeader, VideoHeader, encode_latent, write_image, write_video
 from neurcodec.bitstream.container import MODEL_CODES, DecodeSettings
+from neurcodec.errors import UsageError
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -339,3 +340,16 @@ def test_an_alpha_chunk_is_read_as_a_png_of_the_image_size_or_refused(tmp_path, 
     (tmp_path / "x.dae").write_bytes(blob)
     result = _cli("decode", str(tmp_path / "x.dae"), "-o", str(tmp_path / "x.png"))
     _one_line_error(result, 5, "alpha chunk")
+
+
+def test_limit_flags_last_for_their_own_command_only(monkeypatch):
+    from neurcodec import limits
+
+    monkeypatch.delenv("NEURCODEC_MAX_PIXELS", raising=False)
+    limits.configure(max_pixels=5)
+    assert limits.current().max_pixels == 5
+    limits.configure()  # the next command, without the flag
+    assert limits.current().max_pixels == limits.Limits().max_pixels
+    monkeypatch.setenv("NEURCODEC_MAX_PIXELS", "lots")
+    with pytest.raises(UsageError):
+        limits.current()

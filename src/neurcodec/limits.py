@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from neurcodec.errors import LimitError
+from neurcodec.errors import LimitError, UsageError
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,13 @@ _overrides: dict[str, int] = {}
 
 
 def configure(**values: int | None) -> None:
-    """Set limits for this process (the CLI flags); None leaves a limit as it is."""
-    for name, value in values.items():
-        if name not in ENV:
-            raise TypeError(f"unknown limit {name!r}")
-        if value is not None:
-            _overrides[name] = value
+    """Set this process's limits (a CLI command's flags), replacing earlier ones; None: no
+    override (the environment's or the default value)."""
+    unknown = set(values) - set(ENV)
+    if unknown:
+        raise TypeError(f"unknown limit(s) {', '.join(sorted(unknown))}")
+    _overrides.clear()
+    _overrides.update({name: value for name, value in values.items() if value is not None})
 
 
 def current() -> Limits:
@@ -46,7 +47,7 @@ def current() -> Limits:
             try:
                 value = int(os.environ[var])
             except ValueError:
-                raise LimitError(f"{var}={os.environ[var]!r} is not a whole number") from None
+                raise UsageError(f"{var}={os.environ[var]!r} is not a whole number") from None
             limits = replace(limits, **{name: value})
     return limits
 
