@@ -10,7 +10,6 @@ sampled decode). Each panel is labelled with its codec and measured bpp. One PNG
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 

@@ -3,7 +3,7 @@ header before anything is allocated (as Pillow's `MAX_IMAGE_PIXELS` and ffmpeg's
 
 A 61-byte `.dae` can declare a 16384×16384 picture, 10,000 sampling steps or 51,200 frames; a
 164 KB PNG can hold 13000×13000 pixels. The defaults allow everything this tool is measured on
-(8K UHD, 33 Mpx, decodes in ~3.2 GiB) and refuse more, with one line that names the limit and
+(8K UHD, 33 Mpx, decodes within 2.6 GiB) and refuse more, with one line that names the limit and
 how to raise it: the environment variable, or the CLI flag that sets it for one run.
 """
 
