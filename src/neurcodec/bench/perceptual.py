@@ -41,7 +41,6 @@ INCEPTION = Backbone("weights-inception-2015-12-05-6726825d.pth",
 
 BACKBONES = {"lpips": ALEXNET, "dists": VGG16, "fid": INCEPTION, "kid": INCEPTION}
 PACKAGES = {"lpips": "torchmetrics", "dists": "torchmetrics", "fid": "torch_fidelity", "kid": "torch_fidelity"}
-SET_METRICS = ("fid", "kid")  # one value per decoded set, not per image
 
 
 def cache_dir() -> Path:
@@ -82,8 +81,8 @@ _models: dict[str, object] = {}
 
 
 def _require_cached(metric: str) -> None:
-    """torchmetrics builds its backbones with torchvision's `weights=DEFAULT`, which downloads
-    what is not cached: checking the file first means that call only ever reads the cache."""
+    """The packages fetch what is not cached (torchvision's `weights=DEFAULT`, torch-fidelity's
+    URL): checking the file first means they only ever read the cache."""
     if not weights_path(metric).is_file():
         raise WeightsError(f"metric {metric} {unavailable(metric)}")
 
@@ -137,13 +136,11 @@ def patches(rgb: np.ndarray, side: int = PATCH) -> np.ndarray:
 
 def _inception():  # noqa: ANN202
     if "inception" not in _models:
-        path = weights_path("fid")
-        if not path.is_file():
-            raise WeightsError(f"metric fid {unavailable('fid')}")
+        _require_cached("fid")
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         _models["inception"] = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_DIM)],
-                                                           feature_extractor_weights_path=str(path))
+                                                           feature_extractor_weights_path=str(weights_path("fid")))
     return _models["inception"]
 
 

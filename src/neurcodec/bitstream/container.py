@@ -448,6 +448,19 @@ def _check_chunk_type(chunk_type: int) -> None:
         )
 
 
+def _read_chunk(reader: ByteReader, crc: int) -> tuple[int, bytes, int]:
+    """The next chunk's type and body, its chained CRC verified; returns the CRC to chain on."""
+    start = reader.pos
+    chunk_type = reader.byte("chunk type")
+    length = reader.uvarint("chunk length", MAX_CHUNK_LENGTH)
+    body = reader.take(length, f"chunk 0x{chunk_type:02x}")
+    stored = int.from_bytes(reader.take(4, "chunk checksum"), "little")
+    crc = zlib.crc32(reader.data[start : reader.pos - 4], crc)
+    if stored != crc:
+        raise CorruptFileError(f"checksum mismatch in chunk 0x{chunk_type:02x} at byte {start}")
+    return chunk_type, body, crc
+
+
 def read_image(
     data: bytes, model: str | None = None, weights_digest: bytes | None = None
 ) -> DaeImage:
@@ -460,14 +473,7 @@ def read_image(
     latent: bytes | None = None
     extras: list[tuple[int, bytes]] = []
     while reader.remaining:
-        start = reader.pos
-        chunk_type = reader.byte("chunk type")
-        length = reader.uvarint("chunk length", MAX_CHUNK_LENGTH)
-        body = reader.take(length, f"chunk 0x{chunk_type:02x}")
-        stored = int.from_bytes(reader.take(4, "chunk checksum"), "little")
-        crc = zlib.crc32(reader.data[start : reader.pos - 4], crc)
-        if stored != crc:
-            raise CorruptFileError(f"checksum mismatch in chunk 0x{chunk_type:02x} at byte {start}")
+        chunk_type, body, crc = _read_chunk(reader, crc)
         _check_chunk_type(chunk_type)
         if chunk_type == CHUNK_LATENT:
             if latent is not None:
@@ -636,16 +642,10 @@ def read_header(data: bytes) -> ImageHeader | VideoHeader:
     deferred: list[UnsupportedFileError] = []
     header = _parse_header(reader, deferred)
     if deferred:
-        end = reader.pos
         try:
-            reader.byte("chunk type")
-            length = reader.uvarint("chunk length", MAX_CHUNK_LENGTH)
-            reader.take(length, "chunk")
-            stored = int.from_bytes(reader.take(4, "chunk checksum"), "little")
+            _read_chunk(reader, zlib.crc32(reader.data[: reader.pos]))
         except TruncatedFileError:
             raise deferred[0] from None  # the first chunk is not in `data`: nothing to verify with
-        if zlib.crc32(reader.data[end : reader.pos - 4], zlib.crc32(reader.data[:end])) != stored:
-            raise CorruptFileError(f"checksum mismatch in chunk at byte {end}")
         raise deferred[0]
     return header
 
