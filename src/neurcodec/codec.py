@@ -244,8 +244,7 @@ class Codec:
         expected = self.latent_shape(header.width, header.height)
         if tuple(header.latent_shape) != expected:
             raise CorruptFileError(f"latent shape {header.latent_shape} does not fit a {header.width}×{header.height} image (expected {expected})")
-        symbols = decode_latent(dae.latent, header.latent_shape)
-        return dae, torch.from_numpy(dequantize(symbols, step_from_index(header.step_index)))[None]
+        return dae, torch.from_numpy(dequantized_latent(dae))[None]
 
     def _image(self, pixels: torch.Tensor, dae: Any) -> Image.Image:
         """[0,1] pixels (1,3,H,W) → the PIL image in the file's mode, with its alpha plane."""
@@ -271,6 +270,24 @@ def load(
     """
     return Codec.from_pretrained(name, device=device, dtype=dtype, pretrained=pretrained, allow_zero_clip=allow_zero_clip, **options)
 
+
+def load_on(name: str, device: str = "cpu", dtype: str | None = None) -> Codec:
+    """`load` as the command line asks for it: `dtype` ("float32"/"bfloat16") is the autocast
+    precision over fp32 weights on CPU (bf16 autocast is the fast path where it helps, fp32 turns
+    it off) and the weights' dtype elsewhere."""
+    options: dict[str, Any] = {}
+    if dtype and str(device) == "cpu":
+        options["autocast"] = dtype
+    elif dtype:
+        options["dtype"] = getattr(torch, dtype)
+    return load(name, device=device, **options)
+
+
+def dequantized_latent(dae: Any) -> Any:
+    """The conditioning latent (16,h,w) float32 numpy array a parsed image file carries: what
+    stage B is conditioned on, and what latent-space training reads (no model needed)."""
+    symbols = decode_latent(dae.latent, dae.header.latent_shape)
+    return dequantize(symbols, step_from_index(dae.header.step_index))
 
 
 def check_rate(quality: int | None, bpp: float | None) -> None:

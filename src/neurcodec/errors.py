@@ -73,6 +73,13 @@ class LimitError(NeurcodecError):
     exit_code = 8
 
 
+class ItemsFailedError(NeurcodecError):
+    """A dataset job finished, but some of its images could not be processed (listed in its
+    failures file)."""
+
+    exit_code = 10
+
+
 EXIT_CODES: dict[str, int] = {
     "ok": 0,
     "error": NeurcodecError.exit_code,
@@ -84,5 +91,6 @@ EXIT_CODES: dict[str, int] = {
     "missing weights": WeightsError.exit_code,
     "over a resource limit": LimitError.exit_code,
     "cannot write the output": OutputError.exit_code,
+    "dataset job finished with failed images": ItemsFailedError.exit_code,
     "interrupted": 130,
 }

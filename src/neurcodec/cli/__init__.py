@@ -43,7 +43,7 @@ def _root(
 
 
 # Imported for their side effect of adding commands to `app`.
-from neurcodec.cli import bench_cmd, codec_cmd, models_cmd, train_cmd  # noqa: E402, F401
+from neurcodec.cli import bench_cmd, codec_cmd, dataset_cmd, models_cmd, train_cmd  # noqa: E402, F401
 
 
 def main() -> None:

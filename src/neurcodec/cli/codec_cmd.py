@@ -147,18 +147,9 @@ class _Runtime:
 
     def codec(self, name: str) -> Any:
         if name not in self._codecs:
-            import neurcodec
+            from neurcodec.codec import load_on
 
-            options: dict[str, Any] = {}
-            if self.dtype and self.device == "cpu":
-                # On CPU the weights stay fp32 and the precision is stage B's autocast: bf16
-                # autocast is the fast path where it helps, fp32 turns it off.
-                options["autocast"] = self.dtype
-            elif self.dtype:
-                import torch
-
-                options["dtype"] = getattr(torch, self.dtype)
-            self._codecs[name] = neurcodec.load(name, device=self.device, **options)
+            self._codecs[name] = load_on(name, self.device, self.dtype)
         return self._codecs[name]
 
 
