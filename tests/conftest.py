@@ -92,3 +92,24 @@ def _random_codec(config_name: str, family: str):
         module.load_state_dict(recipe_state_dict(module.state_dict()))
     models.clip_uncond = torch.randn(1, 1, config.stage_b.c_clip, generator=torch.Generator().manual_seed(5))
     return Codec(models)
+
+
+@pytest.fixture(scope="session")
+def photo_collection(tmp_path_factory) -> Path:
+    """40 small good images in a folder tree, 3 bad ones and a text file (`_dataset_data`)."""
+    from _dataset_data import make_collection
+
+    root = tmp_path_factory.mktemp("collection")
+    make_collection(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def encoded_collection(photo_collection, tmp_path_factory) -> Path:
+    """`photo_collection` through `neurcodec dataset encode` in-process (the reference run)."""
+    from _dataset_data import cli
+
+    out = tmp_path_factory.mktemp("encoded") / "out"
+    result = cli("dataset", "encode", str(photo_collection), "-o", str(out), "--shard-size", "6", "--quiet")
+    assert result.returncode == 10, result.stderr  # 10: finished, with failed images
+    return out

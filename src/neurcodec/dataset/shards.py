@@ -81,4 +81,5 @@ def read_rows(data: bytes, output_format: str) -> Iterator[dict[str, Any]]:
             elif extension == "json":
                 row.update(json.loads(body))
             if "dae" in row and "source" in row:
-                yield {f: pending.pop(key)[f] for f in FIELDS}
+                del pending[key]
+                yield {f: row[f] for f in FIELDS}
