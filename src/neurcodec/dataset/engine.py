@@ -159,7 +159,7 @@ def _init(ray: Any, engine: Engine) -> None:
     options: dict[str, Any] = dict(log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
     if engine.ray == "local":
         cpus = engine.workers * engine.cpus_per_worker if engine.workers else None
-        ray.init(num_cpus=cpus, **options)
+        ray.init(address="local", num_cpus=cpus, **options)  # "local": never join a running cluster
     else:
         try:
             ray.init(address=engine.ray, **options)
