@@ -151,11 +151,13 @@ def test_parquet_source_with_named_columns_and_a_list_file(photo_collection, enc
     result = cli("dataset", "encode", str(tmp_path / "photos.parquet"), "-o", str(tmp_path / "b"), "--column", "pixels")
     assert result.returncode == 2 and "no column 'pixels' (has id, jpeg); name it with --column" in result.stderr
     listing = tmp_path / "some.txt"
-    listing.write_text("# two photos\n" + "\n".join(str(p) for p in paths[:2]) + "\nmissing.png\n")
+    listing.write_text("# two photos and a file that is gone\n" + "\n".join(str(p) for p in paths[:2]) + f"\n{photo_collection / 'gone.png'}\n")
     result = cli("dataset", "encode", str(listing), "-o", str(tmp_path / "c"), "--quiet")
     assert result.returncode == 10
-    assert [r["dae"] for r in rows(tmp_path / "c")] == [by_name[p.name] for p in paths[:2]]
-    assert [f["key"] for f in failures(tmp_path / "c")] == ["missing"]
+    got = rows(tmp_path / "c")
+    assert [r["key"] for r in got] == [key_of(p, photo_collection) for p in paths[:2]]  # below the entries' common folder
+    assert [r["dae"] for r in got] == [by_name[p.name] for p in paths[:2]]
+    assert [f["key"] for f in failures(tmp_path / "c")] == ["gone"]
 
 
 def test_decode_gives_what_neurcodec_decode_gives(encoded_collection, tmp_path):

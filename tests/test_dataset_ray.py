@@ -147,7 +147,7 @@ def test_killed_worker_loses_and_duplicates_nothing(photo_collection, encoded_co
     assert len(done_before) < 43, "the job had finished before the kill"
     _same_output(out, encoded_collection)
     pids = {json.loads(p.read_text())["worker"]["pid"] for p in (out / "_neurcodec" / "shards").glob("*.json")}
-    assert victim in pids and len(pids) >= 3  # the killed worker did work; a restarted one took over
+    assert victim in pids  # the killed process had done shards: they stay, done once
 
 
 def test_ctrl_c_on_ray_then_same_command_resumes(photo_collection, encoded_collection, tmp_path, ray_env):

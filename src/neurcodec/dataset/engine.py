@@ -21,7 +21,7 @@ from typing import Any
 
 from neurcodec.dataset import work
 from neurcodec.dataset.sources import Unit
-from neurcodec.errors import UsageError
+from neurcodec.errors import NeurcodecError, UsageError
 
 OnRecord = Callable[[dict[str, Any]], None]
 
@@ -137,8 +137,14 @@ def _run_ray_job(ray: Any, kind: str, root: str, settings: Any, placement: work.
             num_cpus=engine.cpus_per_worker,
             num_gpus=engine.gpus_per_worker or None,
         )
-        for row in mapped.iter_rows():
-            on_record(json.loads(row["record"]))
+        try:
+            for row in mapped.iter_rows():
+                on_record(json.loads(row["record"]))
+        except Exception as exc:
+            cause = _neurcodec_cause(exc)
+            if cause is None:
+                raise
+            raise cause from None  # a worker's one-line error (missing weights …) as it is in-process
     finally:
         if started_here:
             ray.shutdown()
@@ -173,6 +179,18 @@ def _default_workers(ray: Any, engine: Engine) -> int:
     if engine.gpus_per_worker:
         return max(1, min(by_cpu, int(resources.get("GPU", 0) // engine.gpus_per_worker)))
     return max(1, by_cpu)
+
+
+def _neurcodec_cause(exc: BaseException) -> NeurcodecError | None:
+    """The NeurcodecError a worker raised, under Ray's wrappers (RayTaskError, UserCodeException)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, NeurcodecError):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

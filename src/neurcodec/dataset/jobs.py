@@ -277,9 +277,16 @@ def _run(
         pending_images = images if len(pending) == len(units) else engines.count_images(pending)
         on_start(len(pending), pending_images)
     start = time.perf_counter()
-    engines.run(kind, root, settings, placement, pending, engine, on_record or (lambda record: None))
+    landed: dict[str, dict[str, Any]] = {}
+
+    def record(shard: dict[str, Any]) -> None:
+        landed[shard["name"]] = shard
+        if on_record is not None:
+            on_record(shard)
+
+    engines.run(kind, root, settings, placement, pending, engine, record)
     seconds = time.perf_counter() - start
-    records = [work.read_record(fs, root, u.name) for u in units]
+    records = [landed.get(u.name) or work.read_record(fs, root, u.name) for u in units]
     missing = [u.name for u, r in zip(units, records, strict=True) if r is None]
     if missing:  # a worker returned without writing: never report such a job as complete
         raise RuntimeError(f"shards without a record after the run: {', '.join(missing[:5])}")

@@ -183,7 +183,10 @@ def _list_files(fs: Any, path: str, source: str, kind: str) -> tuple[list[str], 
     entries = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     base = posixpath.dirname(path)
     uris = [e if "://" in e else storage.uri(fs, e if posixpath.isabs(e) else posixpath.normpath(posixpath.join(base, e))) for e in entries]
-    return uris, unique_keys([e.split("://", 1)[-1].lstrip("/") for e in entries]), 0
+    # Keys: paths below the entries' common folder (a list of /data/a/x.png, /data/b/y.png → a/x, b/y).
+    paths = [u.split("://", 1)[-1] for u in uris]
+    common = posixpath.commonpath([posixpath.dirname(p) for p in paths]) if paths else ""
+    return uris, unique_keys([posixpath.relpath(p, common) if common else p.lstrip("/") for p in paths]), 0
 
 
 def unique_keys(paths: list[str]) -> list[str]:
