@@ -230,3 +230,12 @@ def test_folder_keys_are_unique_and_dot_free():
     from neurcodec.dataset.sources import unique_keys
 
     assert unique_keys(["a.png", "a.jpg", "b.v2.png", "sub/a.png", "./c.png"]) == ["a", "a_jpg", "b_v2", "sub/a", "c"]
+
+
+def test_missing_weights_stop_the_job_and_leave_nothing_marked_done(photo_collection, tmp_path):
+    # A job-level error is not 43 image failures: a later run with the weights must redo it all.
+    out = tmp_path / "out"
+    result = cli("dataset", "encode", str(photo_collection), "-o", str(out), "--model", "stable-cascade-lite", env={"HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 7
+    assert result.stderr.count("\n") == 1 and "run `neurcodec pull stable-cascade-lite`" in result.stderr
+    assert not list(out.glob("shard-*")) and not list((out / "_neurcodec" / "shards").iterdir())

@@ -178,3 +178,12 @@ def test_decode_on_ray_equals_in_process(encoded_collection, tmp_path, two_nodes
     files = sorted(p.relative_to(here) for p in here.rglob("*.png"))
     assert len(files) == GOOD and files == sorted(p.relative_to(there) for p in there.rglob("*.png"))
     assert all((here / f).read_bytes() == (there / f).read_bytes() for f in files)
+
+
+def test_a_workers_job_error_is_one_line_with_its_exit_code(photo_collection, tmp_path, ray_env):
+    out = tmp_path / "out"
+    env = {**ray_env, "HF_HOME": str(tmp_path / "hf")}
+    result = cli("dataset", "encode", str(photo_collection), "-o", str(out), "--model", "stable-cascade-lite", "--ray", "local", "--workers", "1", env=env)
+    assert result.returncode == 7
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("neurcodec: model 'stable-cascade-lite'")
+    assert not list(out.glob("shard-*"))

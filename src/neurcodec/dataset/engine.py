@@ -124,6 +124,7 @@ def _run_ray_job(ray: Any, kind: str, root: str, settings: Any, placement: work.
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # ours is the one progress bar
         ctx.print_on_execution_start = False
+        ctx.raise_original_map_exception = True  # a worker's NeurcodecError reaches us as itself
         for handler in logging.getLogger("ray.data").handlers:  # Ray Data's own log file keeps everything
             if type(handler).__name__ != "SessionFileHandler":
                 handler.setLevel(logging.ERROR)
@@ -144,7 +145,9 @@ def _run_ray_job(ray: Any, kind: str, root: str, settings: Any, placement: work.
             cause = _neurcodec_cause(exc)
             if cause is None:
                 raise
-            raise cause from None  # a worker's one-line error (missing weights …) as it is in-process
+            # A worker's one-line error (missing weights …) as it reads in-process; Ray Data
+            # appends its retry advice to the message.
+            raise type(cause)(_first_line(cause)) from None
     finally:
         if started_here:
             ray.shutdown()
@@ -182,15 +185,17 @@ def _default_workers(ray: Any, engine: Engine) -> int:
 
 
 def _neurcodec_cause(exc: BaseException) -> NeurcodecError | None:
-    """The NeurcodecError a worker raised, under Ray's wrappers (RayTaskError, UserCodeException)."""
+    """The NeurcodecError a worker raised, under Ray's wrappers (a RayTaskError subclasses the
+    error it carries, but its message is the remote traceback: the innermost one is the worker's)."""
+    found: NeurcodecError | None = None
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, NeurcodecError):
-            return current
         seen.add(id(current))
-        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
-    return None
+        if isinstance(current, NeurcodecError):
+            found = current
+        current = getattr(current, "cause", None) or current.__cause__
+    return found
 
 
 def _first_line(exc: BaseException) -> str:

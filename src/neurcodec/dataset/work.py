@@ -24,9 +24,11 @@ from typing import Any
 
 from neurcodec import limits
 from neurcodec.dataset import shards, sources, storage
-from neurcodec.errors import NeurcodecError
+from neurcodec.errors import NeurcodecError, OutputError, WeightsError
 
-STATE = "_neurcodec"  # pyarrow and Ray Data skip folders starting with "_" when reading DST
+STATE = "_neurcodec"
+# Errors of the job, not of one image: they stop it (and leave the shard undone, to resume).
+JOB_ERRORS = (WeightsError, OutputError, MemoryError)  # pyarrow and Ray Data skip folders starting with "_" when reading DST
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ class EncodeWorker(_Worker):
             try:
                 image = media.open_image(item.data, name=item.origin)
                 blob = self.codec(self.settings.model).encode(image, **self.settings.codec_options())
+            except JOB_ERRORS:
+                raise
             except Exception as exc:  # one bad image fails itself, not the job
                 failures.append(_failure(item.key, item.origin, exc))
                 continue
@@ -211,6 +215,8 @@ class DecodeWorker(_Worker):
                 target = posixpath.join(self.path, name)
                 storage.makedirs(self.fs, posixpath.dirname(target))
                 storage.write_atomic(self.fs, target, media.image_bytes(image, spec), tmp)
+            except JOB_ERRORS:
+                raise
             except Exception as exc:
                 failures.append(_failure(row["key"], row["source"], exc))
                 continue
