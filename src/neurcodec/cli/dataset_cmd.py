@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any
@@ -172,25 +173,33 @@ class _JobReporter:
             raise ItemsFailedError(f"{report.failed} of {report.items} images failed (reasons in {report.failures_file})")
 
 
-def _engine(ray: str | None, workers: int | None, cpus: int, gpus: float | None, device: str) -> Any:
-    from neurcodec.dataset import Engine
+def _engine_and_placement(
+    ray: str | None, workers: int | None, cpus: int, gpus: float | None, device: Any, dtype: Any, threads: int | None
+) -> tuple[Any, Any]:
+    """Where the job runs (in-process or Ray, and its actor pool) and where each model runs."""
+    from neurcodec.dataset import Engine, Placement
 
+    device_name = getattr(device, "value", device)
     if ray is None and (workers is not None or gpus is not None):
         raise UsageError("--workers and --gpus-per-worker apply with --ray (in-process runs one worker)")
-    if gpus is None:
-        gpus = 1.0 if device == "cuda" and ray is not None else 0.0
-    return Engine(ray=ray, workers=workers, cpus_per_worker=cpus, gpus_per_worker=gpus)
-
-
-def _placement(device: str, dtype: Any, threads: int | None) -> Any:
-    from neurcodec.dataset import Placement
-
-    if device == "cuda":
+    if device_name == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: CUDA is not available on this machine")
-    return Placement(device=device, dtype=dtype.value if dtype else None, threads=threads)
+    if gpus is None:
+        gpus = 1.0 if device_name == "cuda" and ray is not None else 0.0
+    engine = Engine(ray=ray, workers=workers, cpus_per_worker=cpus, gpus_per_worker=gpus)
+    return engine, Placement(device=device_name, dtype=dtype.value if dtype else None, threads=threads)
+
+
+def _run_job(verb: str, what: str, json_lines: bool, quiet: bool, job: Callable[[_JobReporter], Any]) -> None:
+    reporter = _JobReporter(verb, json_lines, quiet)
+    try:
+        report = job(reporter)
+    finally:
+        reporter.stop()
+    reporter.finish(report, what)
 
 
 @dataset_app.command("encode", epilog=ENCODE_EPILOG)
@@ -229,9 +238,7 @@ def encode(
         raise UsageError("use either -q or --bpp, not both")
     if bpp is not None and bpp <= 0:
         raise UsageError(f"--bpp must be positive, got {bpp}")
-    device_name = getattr(device, "value", device)
-    engine = _engine(ray, workers, cpus_per_worker, gpus_per_worker, device_name)
-    placement = _placement(device_name, dtype, threads)
+    engine, placement = _engine_and_placement(ray, workers, cpus_per_worker, gpus_per_worker, device, dtype, threads)
     if model is None:
         from neurcodec.zoo import default_family
 
@@ -240,16 +247,11 @@ def encode(
         model=model, quality=quality, bpp=bpp, steps=steps, guidance=guidance, sampler=sampler.value if sampler else None,
         seed=seed, output_format=shard_format.value, max_pixels=max_pixels,
     )
-    reporter = _JobReporter("encoding", json_lines, quiet)
-    try:
-        report = encode_dataset(
-            source, output, settings, placement=placement, engine=engine, source_format=source_format.value,
-            shard_size=shard_size, column=column, key_column=key_column, start_over=overwrite,
-            on_start=reporter.start, on_record=reporter.record,
-        )
-    finally:
-        reporter.stop()
-    reporter.finish(report, "encoded")
+    _run_job("encoding", "encoded", json_lines, quiet, lambda reporter: encode_dataset(
+        source, output, settings, placement=placement, engine=engine, source_format=source_format.value,
+        shard_size=shard_size, column=column, key_column=key_column, start_over=overwrite,
+        on_start=reporter.start, on_record=reporter.record,
+    ))
 
 
 @dataset_app.command("decode", epilog=DECODE_EPILOG)
@@ -279,19 +281,15 @@ def decode(
     from neurcodec.dataset import DecodeSettings, decode_dataset
 
     limits.configure(max_pixels=max_pixels, max_steps=max_steps)
-    device_name = getattr(device, "value", device)
-    engine = _engine(ray, workers, cpus_per_worker, gpus_per_worker, device_name)
-    placement = _placement(device_name, dtype, threads)
+    engine, placement = _engine_and_placement(ray, workers, cpus_per_worker, gpus_per_worker, device, dtype, threads)
     settings = DecodeSettings(
         image_format=image_format.lower(), steps=steps, guidance=guidance, sampler=sampler.value if sampler else None,
         seed=seed, model=model, max_pixels=max_pixels, max_steps=max_steps,
     )
-    reporter = _JobReporter("decoding", json_lines, quiet)
-    try:
-        report = decode_dataset(source, output, settings, placement=placement, engine=engine, start_over=overwrite, on_start=reporter.start, on_record=reporter.record)
-    finally:
-        reporter.stop()
-    reporter.finish(report, "decoded")
+    _run_job("decoding", "decoded", json_lines, quiet, lambda reporter: decode_dataset(
+        source, output, settings, placement=placement, engine=engine, start_over=overwrite,
+        on_start=reporter.start, on_record=reporter.record,
+    ))
 
 
 @dataset_app.command("info", epilog=INFO_EPILOG)
