@@ -239,3 +239,15 @@ def test_missing_weights_stop_the_job_and_leave_nothing_marked_done(photo_collec
     assert result.returncode == 7
     assert result.stderr.count("\n") == 1 and "run `neurcodec pull stable-cascade-lite`" in result.stderr
     assert not list(out.glob("shard-*")) and not list((out / "_neurcodec" / "shards").iterdir())
+
+
+def test_a_worker_with_other_weights_than_the_driver_refuses(tmp_path):
+    # A cluster node with another neurcodec version would write files the manifest does not describe.
+    from neurcodec.dataset import EncodeSettings, Placement, work
+    from neurcodec.errors import WeightsError
+
+    from neurcodec.zoo import weights_digest
+
+    worker = work.EncodeWorker(str(tmp_path), EncodeSettings(model="tiny2", model_digest="00000000"), Placement())
+    with pytest.raises(WeightsError, match=f"weights digest {weights_digest('tiny2').hex()}, the job's is 00000000"):
+        worker.codec("tiny2")

@@ -19,7 +19,7 @@ import json
 import posixpath
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from neurcodec.dataset import engine as engines
@@ -81,10 +81,11 @@ def encode_dataset(
     if settings.output_format not in shards.OUTPUT_FORMATS:
         raise UsageError(f"unknown output format {settings.output_format!r}; one of {', '.join(shards.OUTPUT_FORMATS)}")
     listed = sources.plan(source, source_format=source_format, shard_size=shard_size, column=column, key_column=key_column)
+    settings = replace(settings, model_digest=weights_digest(settings.model).hex())  # what every worker must load
     identity = {
         "kind": "encode",
         "settings": asdict(settings),
-        "model": {"name": settings.model, "digest": weights_digest(settings.model).hex()},
+        "model": {"name": settings.model, "digest": settings.model_digest},
         "source": listed.description,
         "units": _digest([u.to_json() for u in listed.units]),
     }

@@ -213,8 +213,8 @@ def _row_groups(fs: Any, path: str, column: str, key_column: str | None) -> list
 
     try:
         with fs.open_input_file(path) as handle:
-            meta = pq.ParquetFile(handle).metadata
-            names = set(pq.ParquetFile(handle).schema_arrow.names)
+            parquet = pq.ParquetFile(handle)
+            meta, names = parquet.metadata, set(parquet.schema_arrow.names)
     except Exception as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
     for wanted, flag in ((column, "--column"), (key_column, "--key-column")):

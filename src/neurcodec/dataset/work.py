@@ -44,6 +44,7 @@ class EncodeSettings:
     seed: int | None = None
     output_format: str = "parquet"
     max_pixels: int | None = None
+    model_digest: str | None = None  # the driver's weights digest (hex): a node with other weights refuses
 
     def codec_options(self) -> dict[str, Any]:
         return dict(quality=self.quality, bpp=self.bpp, steps=self.steps, guidance=self.guidance, sampler=self.sampler, seed=self.seed)
@@ -131,6 +132,16 @@ class EncodeWorker(_Worker):
         super().__init__(root, placement)
         self.settings = settings
         self.fs, self.path = storage.resolve(root)
+
+    def codec(self, name: str) -> Any:
+        codec = super().codec(name)
+        expected = self.settings.model_digest
+        if expected and codec.digest.hex() != expected:
+            raise WeightsError(
+                f"{_where()['host']}: model {name!r} here has weights digest {codec.digest.hex()}, the job's is {expected}; "
+                "install the same neurcodec version on every node"
+            )
+        return codec
 
     def shard_file(self, unit: sources.Unit) -> str:
         return posixpath.join(self.path, unit.name + shards.OUTPUT_FORMATS[self.settings.output_format])
