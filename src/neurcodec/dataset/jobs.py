@@ -92,8 +92,10 @@ def encode_dataset(
     fs, root = _prepare(dest, identity, start_over, lambda name: name.startswith("shard-"))
     extension = shards.OUTPUT_FORMATS[settings.output_format]
 
+    recorded, present = _recorded(fs, root), {posixpath.basename(p) for p in _top_files(fs, root)}  # one listing each
+
     def complete(unit: sources.Unit) -> bool:
-        return work.read_record(fs, root, unit.name) is not None and storage.exists(fs, posixpath.join(root, unit.name + extension))
+        return unit.name in recorded and unit.name + extension in present
 
     def finish(records: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -135,8 +137,10 @@ def decode_dataset(
     }
     fs, root = _prepare(dest, identity, start_over, lambda name: False)
 
+    recorded = _recorded(fs, root)
+
     def complete(unit: sources.Unit) -> bool:
-        return work.read_record(fs, root, unit.name) is not None
+        return unit.name in recorded
 
     def finish(records: list[dict[str, Any]]) -> dict[str, Any]:
         return {**identity, "shards": [{k: r[k] for k in ("name", "items", "done", "failed")} for r in records]}
@@ -240,6 +244,17 @@ def _prepare(dest: str, identity: dict[str, Any], start_over: bool, is_output: C
     if _read_plan(fs, root) is None:
         storage.write_atomic(fs, posixpath.join(state, "plan.json"), json.dumps(identity, indent=1).encode(), tmp)
     return fs, root
+
+
+def _recorded(fs: Any, root: str) -> set[str]:
+    """Names of the shards whose record is written."""
+    return {posixpath.basename(p)[: -len(".json")] for p in _top_files(fs, state_dirs(root)[1]) if p.endswith(".json")}
+
+
+def _top_files(fs: Any, folder: str) -> list[str]:
+    from pyarrow import fs as pafs
+
+    return [i.path for i in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)) if i.type == pafs.FileType.File]
 
 
 def _has_entries(fs: Any, root: str) -> bool:
