@@ -58,7 +58,7 @@ def repeat_folder(folder: Path, count: int, into: Path) -> list[Path]:
 def dataset_daes(out: Path) -> dict[str, bytes]:
     found = {}
     for path in glob.glob(str(out / "shard-*.parquet")):
-        for row in shards.read_rows(Path(path).read_bytes(), "parquet"):
+        for row in shards.read_file(path):
             found[row["key"]] = row["dae"]
     return found
 

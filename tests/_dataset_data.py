@@ -57,8 +57,7 @@ def rows(out: Path) -> list[dict]:
 
     found = []
     for path in sorted(glob.glob(str(out / "shard-*"))):
-        fmt = "webdataset" if path.endswith(".tar") else "parquet"
-        found.extend(shards.read_rows(Path(path).read_bytes(), fmt))
+        found.extend(shards.read_file(path))
     return found
 
 

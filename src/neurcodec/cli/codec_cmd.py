@@ -329,6 +329,20 @@ def _picture_report(
 # ---------------------------------------------------------------------------- encode
 
 
+def check_rate_flags(quality: int | None, bpp: float | None) -> None:
+    """-q and --bpp, checked before any work (without importing the codec)."""
+    if quality is not None and bpp is not None:
+        raise UsageError("use either -q or --bpp, not both")
+    if bpp is not None and bpp <= 0:
+        raise UsageError(f"--bpp must be positive, got {bpp}")
+
+
+def default_model() -> str:
+    from neurcodec.zoo import default_family
+
+    return default_family()
+
+
 @app.command(epilog=ENCODE_EPILOG)
 def encode(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT", help="Images or video clips (mp4, mkv, webm, y4m, ...), or '-' for stdin.")],
@@ -357,19 +371,13 @@ def encode(
 ) -> None:
     """Encode images or video clips into .dae files."""
     limits.configure(max_pixels=max_pixels)
-    if quality is not None and bpp is not None:
-        raise UsageError("use either -q or --bpp, not both")
-    if bpp is not None and bpp <= 0:
-        raise UsageError(f"--bpp must be positive, got {bpp}")
+    check_rate_flags(quality, bpp)
     outputs = _plan_outputs(
         inputs, output, outdir, lambda name: str(Path(name).with_suffix(DAE_SUFFIX)),
         overwrite, json_lines,
     )
     runtime = _Runtime(device.value, dtype.value if dtype else None, threads)
-    if model is None:
-        from neurcodec.zoo import default_family
-
-        model = default_family()
+    model = model if model is not None else default_model()
     settings = dict(
         quality=quality, bpp=bpp, seed=seed, steps=steps, guidance=guidance,
         sampler=sampler.value if sampler else None,

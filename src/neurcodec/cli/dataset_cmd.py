@@ -33,6 +33,8 @@ from neurcodec.cli.codec_cmd import (
     SeedOpt,
     StepsOpt,
     ThreadsOpt,
+    check_rate_flags,
+    default_model,
 )
 from neurcodec.errors import ItemsFailedError, UsageError
 
@@ -234,17 +236,10 @@ def encode(
     from neurcodec.dataset import EncodeSettings, encode_dataset
 
     limits.configure(max_pixels=max_pixels)
-    if quality is not None and bpp is not None:
-        raise UsageError("use either -q or --bpp, not both")
-    if bpp is not None and bpp <= 0:
-        raise UsageError(f"--bpp must be positive, got {bpp}")
+    check_rate_flags(quality, bpp)
     engine, placement = _engine_and_placement(ray, workers, cpus_per_worker, gpus_per_worker, device, dtype, threads)
-    if model is None:
-        from neurcodec.zoo import default_family
-
-        model = default_family()
     settings = EncodeSettings(
-        model=model, quality=quality, bpp=bpp, steps=steps, guidance=guidance, sampler=sampler.value if sampler else None,
+        model=model if model is not None else default_model(), quality=quality, bpp=bpp, steps=steps, guidance=guidance, sampler=sampler.value if sampler else None,
         seed=seed, output_format=shard_format.value, max_pixels=max_pixels,
     )
     _run_job("encoding", "encoded", json_lines, quiet, lambda reporter: encode_dataset(

@@ -16,7 +16,7 @@ import posixpath
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from neurcodec.dataset import work
@@ -47,7 +47,7 @@ def run(kind: str, root: str, settings: Any, placement: work.Placement, units: l
     if not units:
         return
     if engine.ray is None:
-        worker = work.make_worker(kind, root, work.as_data(settings), work.as_data(placement))
+        worker = work.WORKERS[kind](root, settings, placement)
         for unit in units:
             on_record(worker(unit))
         return
@@ -132,7 +132,7 @@ def _run_ray_job(ray: Any, kind: str, root: str, settings: Any, placement: work.
         per_worker = work.Placement(placement.device, placement.dtype, placement.threads or engine.cpus_per_worker)
         dataset = ray.data.from_items([{"unit": json.dumps(u.to_json())} for u in units], override_num_blocks=len(units))
         mapped = dataset.map_batches(
-            ray_worker_class(kind, root, work.as_data(settings), work.as_data(per_worker)),
+            ray_worker_class(kind, root, asdict(settings), asdict(per_worker)),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(workers, len(units))),
             num_cpus=engine.cpus_per_worker,

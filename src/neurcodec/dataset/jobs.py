@@ -177,7 +177,7 @@ def status(dest: str) -> dict[str, Any]:
     plan = _read_plan(fs, root)
     if plan is None:
         raise InputError(f"{dest}: not a neurcodec dataset (no {MANIFEST})")
-    records_dir = state_dirs(root)[1]
+    records_dir = work.state_paths(root)[1]
     done = len(storage.list_files(fs, records_dir)) if storage.exists(fs, records_dir) else 0
     return {"complete": False, **plan, "shards_done": done, "hint": "run the same command again to finish it"}
 
@@ -205,10 +205,6 @@ def shard_files(dest: str) -> list[str]:
     return [storage.uri(fs, posixpath.join(root, s["file"])) for s in manifest["shards"]]
 
 
-def state_dirs(root: str) -> tuple[str, str, str]:
-    return work.state_paths(root)
-
-
 # ---------------------------------------------------------------------------- internals
 
 
@@ -217,7 +213,7 @@ def _digest(data: Any) -> str:
 
 
 def _read_plan(fs: Any, root: str) -> dict[str, Any] | None:
-    path = posixpath.join(state_dirs(root)[0], "plan.json")
+    path = posixpath.join(work.state_paths(root)[0], "plan.json")
     if not storage.exists(fs, path):
         return None
     return json.loads(storage.read_bytes(fs, path))
@@ -228,7 +224,7 @@ def _prepare(dest: str, identity: dict[str, Any], start_over: bool, is_output: C
     `start_over`, a neurcodec job whose outputs are cleared). Never touches other folders."""
     fs, root = storage.resolve(dest)
     found = storage.kind(fs, root)
-    state, records, tmp = state_dirs(root)
+    state, records, tmp = work.state_paths(root)
     if found == "file":
         raise UsageError(f"{dest}: exists and is not a folder")
     plan = _read_plan(fs, root) if found else None
@@ -248,7 +244,7 @@ def _prepare(dest: str, identity: dict[str, Any], start_over: bool, is_output: C
 
 def _recorded(fs: Any, root: str) -> set[str]:
     """Names of the shards whose record is written."""
-    return {posixpath.basename(p)[: -len(".json")] for p in _top_files(fs, state_dirs(root)[1]) if p.endswith(".json")}
+    return {posixpath.basename(p)[: -len(".json")] for p in _top_files(fs, work.state_paths(root)[1]) if p.endswith(".json")}
 
 
 def _top_files(fs: Any, folder: str) -> list[str]:
@@ -280,7 +276,7 @@ def _clear(fs: Any, root: str, is_output: Callable[[str], bool]) -> None:
         name = posixpath.basename(info.path)
         if info.type == pafs.FileType.File and (is_output(name) or name in (MANIFEST, FAILURES)):
             fs.delete_file(info.path)
-    fs.delete_dir(state_dirs(root)[0])
+    fs.delete_dir(work.state_paths(root)[0])
 
 
 def _run(
@@ -306,7 +302,7 @@ def _run(
     missing = [u.name for u, r in zip(units, records, strict=True) if r is None]
     if missing:  # a worker returned without writing: never report such a job as complete
         raise RuntimeError(f"shards without a record after the run: {', '.join(missing[:5])}")
-    _, _, tmp = state_dirs(root)
+    _, _, tmp = work.state_paths(root)
     failures = [f for r in records for f in r["failures"]]
     failures_path = posixpath.join(root, FAILURES)
     if failures:

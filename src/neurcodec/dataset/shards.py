@@ -14,6 +14,8 @@ import tarfile
 from collections.abc import Iterator
 from typing import Any
 
+from neurcodec.dataset import storage
+
 OUTPUT_FORMATS = {"parquet": ".parquet", "webdataset": ".tar"}
 FIELDS = ("key", "source", "width", "height", "mode", "bpp", "dae", "source_sha256")
 
@@ -60,6 +62,17 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 0, 0o644
     tar.addfile(info, io.BytesIO(data))
+
+
+def format_of(path: str) -> str:
+    """A shard file's format, from its name."""
+    return "webdataset" if path.endswith(OUTPUT_FORMATS["webdataset"]) else "parquet"
+
+
+def read_file(uri: str) -> Iterator[dict[str, Any]]:
+    """The rows of the shard file at `uri` (a path or a URI), in order."""
+    fs, path = storage.resolve(uri)
+    yield from read_rows(storage.read_bytes(fs, path), format_of(path))
 
 
 def read_rows(data: bytes, output_format: str) -> Iterator[dict[str, Any]]:

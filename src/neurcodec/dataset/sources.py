@@ -96,10 +96,11 @@ def plan(
     if found is None:
         raise InputError(f"{source}: no such file or folder")
     is_dir = found == "dir"
-    kind = source_format if source_format != "auto" else _detect(fs, path, is_dir)
+    listing = storage.list_files(fs, path) if is_dir else []  # one listing serves detection and planning
+    kind = source_format if source_format != "auto" else _detect(path, is_dir, listing)
     description: dict[str, Any] = {"uri": source, "format": kind}
     if kind in ("folder", "list"):
-        uris, keys, ignored = _list_files(fs, path, source, kind)
+        uris, keys, ignored = _list_files(fs, path, kind, listing)
         size = shard_size or auto_shard_size(len(uris))
         description["shard_size"] = size
         units = [
@@ -110,11 +111,11 @@ def plan(
     if shard_size is not None:
         raise UsageError(f"--shard-size applies to folders and list files; a {kind} source keeps its own shards")
     if kind == "webdataset":
-        tars = _members(fs, path, is_dir, ".tar")
+        tars = _members(path, is_dir, listing, ".tar")
         return SourcePlan(description, [Unit(index=i, kind="tar", uris=(storage.uri(fs, t),)) for i, t in enumerate(tars)])
     description.update(column=column, key_column=key_column)
     units: list[Unit] = []
-    for file in _members(fs, path, is_dir, ".parquet"):
+    for file in _members(path, is_dir, listing, ".parquet"):
         for group, first_row in _row_groups(fs, file, column, key_column):
             units.append(
                 Unit(index=len(units), kind="parquet", uris=(storage.uri(fs, file),), row_group=group, first_row=first_row, column=column, key_column=key_column)
@@ -143,7 +144,7 @@ def read_unit(unit: Unit) -> Iterator[Item]:
 # ---------------------------------------------------------------------------- listing
 
 
-def _detect(fs: Any, path: str, is_dir: bool) -> str:
+def _detect(path: str, is_dir: bool, listing: list[str]) -> str:
     suffix = posixpath.splitext(path)[1].lower()
     if not is_dir:
         if suffix in LIST_SUFFIXES:
@@ -153,7 +154,7 @@ def _detect(fs: Any, path: str, is_dir: bool) -> str:
         if suffix == ".parquet":
             return "parquet"
         raise UsageError(f"{path}: a source is a folder, a list file (.txt), WebDataset .tar or .parquet; give --source-format")
-    suffixes = {posixpath.splitext(p)[1].lower() for p in storage.list_files(fs, path)}
+    suffixes = {posixpath.splitext(p)[1].lower() for p in listing}
     if suffixes & IMAGE_SUFFIXES or not suffixes:
         return "folder"
     if ".tar" in suffixes:
@@ -163,19 +164,19 @@ def _detect(fs: Any, path: str, is_dir: bool) -> str:
     return "folder"
 
 
-def _members(fs: Any, path: str, is_dir: bool, suffix: str) -> list[str]:
+def _members(path: str, is_dir: bool, listing: list[str], suffix: str) -> list[str]:
     if not is_dir:
         return [path]
-    found = sorted(p for p in storage.list_files(fs, path) if p.lower().endswith(suffix))
+    found = sorted(p for p in listing if p.lower().endswith(suffix))
     if not found:
         raise InputError(f"{path}: no {suffix} files in this folder")
     return found
 
 
-def _list_files(fs: Any, path: str, source: str, kind: str) -> tuple[list[str], list[str], int]:
+def _list_files(fs: Any, path: str, kind: str, listing: list[str]) -> tuple[list[str], list[str], int]:
     """Image URIs and their unique keys, sorted by relative path."""
     if kind == "folder":
-        relative = sorted(posixpath.relpath(p, path) for p in storage.list_files(fs, path))
+        relative = sorted(posixpath.relpath(p, path) for p in listing)
         images = [r for r in relative if posixpath.splitext(r)[1].lower() in IMAGE_SUFFIXES]
         uris = [storage.uri(fs, posixpath.join(path, r)) for r in images]
         return uris, unique_keys(images), len(relative) - len(images)

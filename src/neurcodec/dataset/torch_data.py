@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from neurcodec.dataset import jobs, shards, storage
+from neurcodec.dataset import jobs, shards
 
 OUTPUTS = ("latent", "image", "dae")
 
@@ -64,9 +64,7 @@ class DaeDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for uri in self.my_files():
-            fs, path = storage.resolve(uri)
-            output_format = "webdataset" if path.endswith(".tar") else "parquet"
-            for row in shards.read_rows(storage.read_bytes(fs, path), output_format):
+            for row in shards.read_file(uri):
                 yield self._item(row)
 
     def _item(self, row: dict[str, Any]) -> dict[str, Any]:

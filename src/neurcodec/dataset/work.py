@@ -19,7 +19,7 @@ import os
 import posixpath
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from neurcodec import limits
@@ -106,11 +106,13 @@ def _where() -> dict[str, Any]:
 
 
 class _Worker:
-    """Loads the codec once (lazily, so a job with nothing to do loads nothing)."""
+    """A job's settings and output folder; loads the codec once (lazily, so a job with nothing
+    to do loads nothing)."""
 
-    def __init__(self, root: str, placement: Placement) -> None:
-        self.root = root
+    def __init__(self, root: str, settings: Any, placement: Placement) -> None:
+        self.settings = settings
         self.placement = placement
+        self.fs, self.path = storage.resolve(root)
         self._codecs: dict[str, Any] = {}
         if placement.threads:
             import torch
@@ -128,10 +130,7 @@ class _Worker:
 class EncodeWorker(_Worker):
     """Images of one unit → `.dae` rows → one shard file (+ its record)."""
 
-    def __init__(self, root: str, settings: EncodeSettings, placement: Placement) -> None:
-        super().__init__(root, placement)
-        self.settings = settings
-        self.fs, self.path = storage.resolve(root)
+    settings: EncodeSettings
 
     def codec(self, name: str) -> Any:
         codec = super().codec(name)
@@ -197,10 +196,7 @@ class EncodeWorker(_Worker):
 class DecodeWorker(_Worker):
     """Rows of one encoded shard → one image file per row (+ the shard's record, last)."""
 
-    def __init__(self, root: str, settings: DecodeSettings, placement: Placement) -> None:
-        super().__init__(root, placement)
-        self.settings = settings
-        self.fs, self.path = storage.resolve(root)
+    settings: DecodeSettings
 
     def __call__(self, unit: sources.Unit) -> dict[str, Any]:
         from neurcodec import media
@@ -213,18 +209,19 @@ class DecodeWorker(_Worker):
         spec = media.output_format(None, self.settings.image_format)
         _, _, tmp = state_paths(self.path)
         start = time.perf_counter()
-        shard_fs, shard_path = storage.resolve(unit.uris[0])
-        output_format = "webdataset" if shard_path.endswith(".tar") else "parquet"
         written: list[str] = []
         failures: list[dict[str, Any]] = []
+        folders: set[str] = set()  # made already: keys share few folders, and each make is a request remotely
         pixels = dae_bytes = 0
-        for row in shards.read_rows(storage.read_bytes(shard_fs, shard_path), output_format):
+        for row in shards.read_file(unit.uris[0]):
             name = row["key"] + spec.extension
             try:
                 model = self.settings.model or describe(row["dae"])["model"]
                 image = self.codec(model).decode(row["dae"], **self.settings.codec_options())
                 target = posixpath.join(self.path, name)
-                storage.makedirs(self.fs, posixpath.dirname(target))
+                if posixpath.dirname(target) not in folders:
+                    storage.makedirs(self.fs, posixpath.dirname(target))
+                    folders.add(posixpath.dirname(target))
                 storage.write_atomic(self.fs, target, media.image_bytes(image, spec), tmp)
             except JOB_ERRORS:
                 raise
@@ -250,7 +247,3 @@ SETTINGS = {"encode": EncodeSettings, "decode": DecodeSettings}
 def make_worker(kind: str, root: str, settings: dict[str, Any], placement: dict[str, Any]) -> _Worker:
     """A worker from plain data (what crosses to a Ray actor)."""
     return WORKERS[kind](root, SETTINGS[kind](**settings), Placement(**placement))
-
-
-def as_data(obj: Any) -> dict[str, Any]:
-    return asdict(obj)
