@@ -3,7 +3,7 @@
 For every image and quality: the real coded size next to (a) the ideal code length under
 the exact integer model used (-sum log2 p), (b) the per-image empirical entropy of the
 symbols (per channel, and pooled over channels), for the ANS and range coders, plus the
-size of the whole .dae file.
+size of the whole .dae file and what the latent's 32-bit check adds to it.
 
 Latent sources (`--source`):
   random-conv   (default, a STAND-IN until a trained encoder exists) Kodak images through a
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from _machine import machine
 from neurcodec.bitstream import ImageHeader, quality_to_step_index, quantize, step_from_index
 from neurcodec.bitstream import write_image
 from neurcodec.bitstream.entropy import (
@@ -101,12 +101,13 @@ def main() -> None:
     rows = []
     for q in args.q:
         step_index = quality_to_step_index(q)
-        agg = {k: 0.0 for k in ("ans", "range", "ideal", "params", "emp_ch", "emp_pool", "file", "esc")}
+        agg = {k: 0.0 for k in ("ans", "range", "ideal", "params", "emp_ch", "emp_pool", "file", "esc", "check")}
         t_enc = 0.0
         for latent in latents:
             symbols = quantize(latent, step_from_index(step_index))
             ans = analyse_latent(symbols, METHOD_ANS)
             rng_report = analyse_latent(symbols, METHOD_RANGE)
+            unchecked = analyse_latent(symbols, METHOD_ANS, check_bits=0)
             t0 = time.perf_counter()
             blob = encode_latent(symbols)
             t_enc += time.perf_counter() - t0
@@ -119,6 +120,7 @@ def main() -> None:
             agg["emp_ch"] += empirical_entropy_bits(symbols) / 8
             agg["emp_pool"] += empirical_entropy_bits(symbols, per_channel=False) / 8
             agg["esc"] += ans.escapes
+            agg["check"] += ans.coded_bytes - unchecked.coded_bytes
         n = len(latents)
         mean = {k: v / n for k, v in agg.items()}
         row = {
@@ -133,6 +135,7 @@ def main() -> None:
             "mean_empirical_entropy_bytes_per_channel": mean["emp_ch"],
             "mean_empirical_entropy_bytes_pooled": mean["emp_pool"],
             "mean_escapes": mean["esc"],
+            "mean_check_bytes": mean["check"],  # ANS, 32-bit check vs none, same symbols
             "ans_over_ideal_pct": 100 * (mean["ans"] / mean["ideal"] - 1),
             "ans_over_ideal_bytes": mean["ans"] - mean["ideal"],
             "range_over_ideal_pct": 100 * (mean["range"] / mean["ideal"] - 1),
@@ -146,14 +149,15 @@ def main() -> None:
             f"ans-ideal={row['ans_over_ideal_pct']:+.2f}% ({row['ans_over_ideal_bytes']:+.1f}B) "
             f"range-ideal={row['range_over_ideal_pct']:+.2f}% "
             f"vs emp/ch={row['payload_over_empirical_per_channel_pct']:+.2f}% "
-            f"vs emp/pool={row['payload_over_empirical_pooled_pct']:+.2f}% esc={row['mean_escapes']:.1f}"
+            f"vs emp/pool={row['payload_over_empirical_pooled_pct']:+.2f}% esc={row['mean_escapes']:.1f} "
+            f"check=+{row['mean_check_bytes']:.2f}B"
         )
     result = {
         "source": args.source,
         "stand_in": args.source in ("random-conv", "laplace"),
         "images": len(latents),
         "latent_shape": list(latents[0].shape),
-        "machine": platform.platform(),
+        "machine": machine(),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from neurcodec.bitstream import (
     FrameGroup,
     ImageHeader,
     VideoHeader,
+    blob_check_bits,
     decode_latent,
     encode_latent,
     iter_dae_stream,
@@ -197,6 +198,14 @@ def test_vector_image_tiny_decodes_to_recorded_symbols():
         got = getattr(image.header, key)
         assert (list(got) if isinstance(got, tuple) else got) == value
     expected = np.load(VECTORS / "image_tiny.npy")
+    assert np.array_equal(decode_latent(image.latent, image.header.latent_shape), expected)
+
+
+def test_vector_image_with_a_latent_check_decodes_to_the_same_symbols():
+    image = read_image((VECTORS / "image_checked.dae").read_bytes(), model="tiny")
+    assert blob_check_bits(image.latent) == 32
+    expected = np.load(VECTORS / "image_checked.npy")
+    assert np.array_equal(expected, np.load(VECTORS / "image_tiny.npy"))
     assert np.array_equal(decode_latent(image.latent, image.header.latent_shape), expected)
 
 

@@ -1,7 +1,8 @@
 """Hostile input: >= 10,000 truncated / bit-flipped / spliced files per run.
 
-Only neurcodec's typed bitstream errors may escape, nothing may hang, and no declared size
-may drive an allocation (tracemalloc peak stays small).
+Only neurcodec's typed bitstream errors may escape, nothing may hang, no declared size may
+drive an allocation (tracemalloc peak stays small), and a mutated latent payload behind valid
+CRCs never decodes to other symbols when the blob carries its check.
 """
 
 from __future__ import annotations
@@ -31,16 +32,22 @@ N_FILES = 10_500
 PEAK_LIMIT = 8 << 20  # bytes; a single unchecked declared length could ask for 64 MiB+
 
 
-def _seed_parts():
+def _seed_symbols() -> np.ndarray:
     rng = np.random.default_rng(0)
     sym = np.rint(rng.laplace(size=(3, 2, 3)) * 3).astype(np.int32)
     sym[0, 0, 0] = 5000  # an escape
-    blob = encode_latent(sym)
+    return sym
+
+
+def _seed_parts(check_bits: int = 32):
+    sym = _seed_symbols()
+    blob = encode_latent(sym, check_bits=check_bits)
+    checked = bool(check_bits)
     img = ImageHeader("tiny", b"abcd", 40, 30, sym.shape, step_index=100, seed=9,
-                      decode=DecodeSettings("ddim", 20, 3.0, 0.5))
-    named = ImageHeader("x-model", b"abcd", 5, 5, sym.shape, step_index=3, mode="LA")
+                      decode=DecodeSettings("ddim", 20, 3.0, 0.5), latent_checks=checked)
+    named = ImageHeader("x-model", b"abcd", 5, 5, sym.shape, step_index=3, mode="LA", latent_checks=checked)
     vid = VideoHeader("tiny", b"abcd", 40, 30, sym.shape, step_index=90, fps=Fraction(24000, 1001),
-                      frame_count=3)
+                      frame_count=3, latent_checks=checked)
     return blob, img, named, vid
 
 
@@ -54,19 +61,23 @@ def seeds() -> list[tuple[str, bytes]]:
     ]
 
 
-def payload_mutant(rng: random.Random, pool: list[bytes]) -> tuple[str, bytes]:
+def payload_mutant(rng: random.Random, pool: list[bytes]) -> tuple[str, bytes, str]:
     """A file whose every CRC holds but whose latent payload is mutated: what a forger (not a
-    flaky disk) hands in, reaching the entropy decoder past the container's checks."""
-    blob, img, _, vid = _seed_parts()
+    flaky disk) hands in, reaching the entropy decoder past the container's checks. Its blob
+    carries a 32-bit check, or (one in four) none, as files written before checks existed."""
+    checked = rng.random() < 0.75
+    blob, img, _, vid = _seed_parts(32 if checked else 0)
     bad = mutate(rng, blob, pool)
+    tag = "checked" if checked else "unchecked"
     if rng.random() < 0.5:
-        return "image", write_image(img, bad)
-    return "video", write_video(vid, [FrameGroup((blob, bad)), FrameGroup((bad,))])
+        return "image", write_image(img, bad), tag
+    return "video", write_video(vid, [FrameGroup((blob, bad)), FrameGroup((bad,))]), tag
 
 
 def fuzz_cases(n: int, rng: random.Random):
-    """`n` (kind, bytes) cases: every fifth a CRC-valid file with a mutated latent payload, the
-    rest truncated / bit-flipped / spliced / overwritten variants of the seed files."""
+    """`n` (kind, bytes, tag) cases: every fifth a CRC-valid file with a mutated latent payload
+    (tag "checked"/"unchecked"), the rest (tag "") truncated / bit-flipped / spliced /
+    overwritten variants of the seed files."""
     corpus = seeds()
     pool = [d for _, d in corpus]
     for i in range(n):
@@ -74,7 +85,7 @@ def fuzz_cases(n: int, rng: random.Random):
             yield payload_mutant(rng, pool)
         else:
             kind, data = corpus[i % len(corpus)]
-            yield kind, mutate(rng, data, pool)
+            yield kind, mutate(rng, data, pool), ""
 
 
 def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
@@ -95,34 +106,41 @@ def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
     return bytes(buf)
 
 
-def parse(kind: str, data: bytes) -> None:
+def parse(kind: str, data: bytes) -> list[np.ndarray]:
+    """Every latent blob of a file, decoded."""
     if kind == "blob":
-        decode_latent(data, (3, 2, 3))
-    elif kind == "image":
+        return [decode_latent(data, (3, 2, 3))]
+    if kind == "image":
         image = read_image(data)
-        decode_latent(image.latent, image.header.latent_shape)
-    else:
-        header, groups = iter_dae_stream(io.BytesIO(data))
-        for group in groups:
-            for blob in group.latents:
-                decode_latent(blob, header.latent_shape)
+        return [decode_latent(image.latent, image.header.latent_shape, image.header.latent_checks)]
+    header, groups = iter_dae_stream(io.BytesIO(data))
+    return [decode_latent(blob, header.latent_shape, header.latent_checks)
+            for group in groups for blob in group.latents]
+
+
+def outcome(kind: str, sample: bytes, tag: str) -> str:
+    """The error type's name, "accepted", or for a payload mutant that decodes to symbols other
+    than the seed's, "altered_<tag>" (a different picture behind valid CRCs)."""
+    try:
+        decoded = parse(kind, sample)
+    except BitstreamError as exc:
+        return type(exc).__name__
+    if tag and any(not np.array_equal(d, _seed_symbols()) for d in decoded):
+        return f"altered_{tag}"
+    return "accepted"
 
 
 def run_fuzz(n: int, seed: int = 1234) -> dict[str, int]:
     outcomes: dict[str, int] = {}
-    for kind, sample in fuzz_cases(n, random.Random(seed)):
-        try:
-            parse(kind, sample)
-            name = "accepted"
-        except BitstreamError as exc:
-            name = type(exc).__name__
+    for case in fuzz_cases(n, random.Random(seed)):
+        name = outcome(*case)
         outcomes[name] = outcomes.get(name, 0) + 1
     return outcomes
 
 
 def test_seeds_parse_cleanly():
     for kind, data in seeds():
-        parse(kind, data)
+        assert all(np.array_equal(d, _seed_symbols()) for d in parse(kind, data))
 
 
 def test_fuzzed_files_raise_only_typed_errors_with_bounded_memory():
@@ -134,6 +152,7 @@ def test_fuzzed_files_raise_only_typed_errors_with_bounded_memory():
         tracemalloc.stop()
     assert sum(outcomes.values()) == N_FILES
     assert outcomes.get("CorruptFileError", 0) > 0 and outcomes.get("TruncatedFileError", 0) > 0
+    assert "altered_checked" not in outcomes, outcomes
     assert peak < PEAK_LIMIT
 
 

@@ -100,6 +100,7 @@ def test_json_lines_and_info_match_the_files(tmp_path, real, capsys):
     assert described["seed"] == 11 and described["decode_defaults"]["steps"] == 3
     assert described["bytes"] == lines[0]["bytes"]
     assert sum(described["breakdown"].values()) == described["bytes"]
+    assert described["latent_check_bits"] == 32  # new files carry the latent's check
 
     code, out, _ = entry(capsys, "info", str(tmp_path / "dae" / "a.dae"))
     assert code == 0 and b"latent_shape" in out and b"breakdown.latent_payload" in out

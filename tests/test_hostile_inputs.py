@@ -14,7 +14,7 @@ import pytest
 
 from neurcodec.bitstream import FrameGroup, ImageHeader, VideoHeader, encode_latent, write_image, write_video
 from neurcodec.bitstream.container import MODEL_CODES, DecodeSettings
-from neurcodec.errors import UsageError
+from neurcodec.errors import CorruptFileError, UsageError
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -295,6 +295,53 @@ def test_the_summary_of_a_file_written_to_stdout_says_stdout(tmp_path):
                             timeout=120, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0 and result.stdout[:4] != b""
     assert b"red.png -> <stdout>:" in result.stderr
+
+
+# ------------------------------------------------------------------ the latent payload's own check
+def _forged_latent(payload: bytes, check_bits: int) -> bytes:
+    # method ANS, static, the widest Gaussian table for all 16 channels, then the payload
+    return bytes([1 | {0: 0, 16: 1, 32: 2}[check_bits] << 5] + [63] * 16) + payload
+
+
+@pytest.mark.parametrize("check_bits", [32, 0])  # 0: the layout of files written before checks
+def test_64_random_payload_bytes_under_a_valid_crc_are_not_decoded_as_a_4096_squared_image(tmp_path, check_bits):
+    header = _tiny2_header(ImageHeader, width=4096, height=4096, latent_shape=(16, 128, 128),
+                           latent_checks=bool(check_bits))
+    latent = _forged_latent(np.random.default_rng(64).bytes(64), check_bits)
+    (tmp_path / "x.dae").write_bytes(write_image(header, latent))  # every CRC holds
+    _one_line_error(_cli("decode", str(tmp_path / "x.dae"), "-o", str(tmp_path / "x.png")), 5, "latent payload")
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_a_file_promising_checked_latents_refuses_an_unchecked_one(tmp_path, kind):
+    # The promise sits in the CRC-covered header: a damaged blob flag cannot switch the check off.
+    unchecked = encode_latent(np.zeros((16, 4, 4), dtype=np.int32), check_bits=0)
+    if kind == "image":
+        data = write_image(_tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4)), unchecked)
+    else:
+        header = _tiny2_header(VideoHeader, width=128, height=128, latent_shape=(16, 4, 4))
+        data = write_video(header, [FrameGroup((encode_latent(np.zeros((16, 4, 4), dtype=np.int32)), unchecked))])
+    (tmp_path / "x.dae").write_bytes(data)
+    out = tmp_path / ("x.png" if kind == "image" else "x.mkv")
+    _one_line_error(_cli("decode", str(tmp_path / "x.dae"), "-o", str(out)), 5, "a latent blob has no check")
+    assert not out.exists()
+
+
+def test_bit_flips_in_a_latent_payload_are_refused_even_with_the_crc_fixed(tmp_path):
+    from neurcodec.bitstream import blob_sizes, decode_latent, read_image
+
+    rng = np.random.default_rng(12)
+    symbols = np.rint(rng.laplace(size=(16, 16, 24)) * 2).astype(np.int32)  # a 768×512 image's latent
+    header = _tiny2_header(ImageHeader, width=768, height=512, latent_shape=symbols.shape)
+    blob = encode_latent(symbols)
+    start = len(blob) - blob_sizes(blob, 16)[1]
+    for _ in range(100):
+        flipped = bytearray(blob)
+        flipped[rng.integers(start, len(blob))] ^= 1 << int(rng.integers(8))
+        image = read_image(write_image(header, bytes(flipped)))  # the chunk CRC re-computed: it holds
+        with pytest.raises(CorruptFileError, match="latent payload"):
+            decode_latent(image.latent, header.latent_shape)
 
 
 # ------------------------------------------------------------------ the CRC before the header's word

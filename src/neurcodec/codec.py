@@ -288,7 +288,7 @@ def load_on(name: str, device: str = "cpu", dtype: str | None = None) -> Codec:
 def dequantized_latent(dae: Any) -> Any:
     """The conditioning latent (16,h,w) float32 numpy array a parsed image file carries: what
     stage B is conditioned on, and what latent-space training reads (no model needed)."""
-    symbols = decode_latent(dae.latent, dae.header.latent_shape)
+    symbols = decode_latent(dae.latent, dae.header.latent_shape, dae.header.latent_checks)
     return dequantize(symbols, step_from_index(dae.header.step_index))
 
 

@@ -13,6 +13,7 @@ from neurcodec.bitstream import (
     CHUNK_ALPHA,
     CHUNK_AUDIO,
     DaeStreamReader,
+    blob_check_bits,
     blob_sizes,
     peek_kind,
     read_image,
@@ -60,6 +61,7 @@ def _describe_image(data: bytes) -> dict[str, Any]:
         "alpha": any(kind == CHUNK_ALPHA for kind, _ in dae.chunks),
         "bytes": len(data),
         "bpp": 8 * len(data) / (h.width * h.height),
+        "latent_check_bits": blob_check_bits(dae.latent),
         "breakdown": {
             "header": dae.header_bytes,
             "chunk_framing": dae.framing_bytes,

@@ -26,6 +26,7 @@ from neurcodec.bitstream.container import (
 from neurcodec.bitstream.entropy import (
     LatentCodeReport,
     analyse_latent,
+    blob_check_bits,
     blob_sizes,
     decode_latent,
     empirical_entropy_bits,
@@ -56,6 +57,7 @@ __all__ = [
     "StepSearchResult",
     "VideoHeader",
     "analyse_latent",
+    "blob_check_bits",
     "blob_sizes",
     "decode_latent",
     "dequantize",

@@ -57,9 +57,9 @@ OPTIONAL_BIT = 0x80
 
 KIND_IMAGE, KIND_VIDEO = 0, 1
 # Flags byte: bit 0 kind, bit 1 decode defaults present, bit 2 model stored by name,
-# bits 3-5 EXIF orientation - 1, bits 6-7 reserved (must be zero).
-_F_VIDEO, _F_DECODE, _F_NAME = 0x01, 0x02, 0x04
-_F_RESERVED = 0xC0
+# bits 3-5 EXIF orientation - 1, bit 6 every latent blob carries a check, bit 7 reserved (zero).
+_F_VIDEO, _F_DECODE, _F_NAME, _F_CHECKED = 0x01, 0x02, 0x04, 0x40
+_F_RESERVED = 0x80
 
 # Fixed code tables: part of the format, append-only.
 MODEL_CODES: dict[int, str] = {1: "tiny", 2: "stable-cascade-lite", 3: "stable-cascade", 4: "tiny2"}
@@ -129,6 +129,10 @@ class _Header:
     effnet_scale: float = 1.0  # EfficientNet input factor, multiple of 1/64
     seed: int = 0
     decode: DecodeSettings | None = None  # stored defaults; their seed is `seed`
+    # Every latent blob carries a check of its symbols (files written before checks: False).
+    # Said in the CRC-covered header, so damage to a blob's flags cannot switch its check off;
+    # the decoder enforces it (`decode_latent(..., require_check=)`), the container does not look.
+    latent_checks: bool = True
 
     def decode_settings(self, fallback: DecodeSettings) -> DecodeSettings:
         """What this file decodes with when nothing is overridden: its stored settings (or, in a
@@ -221,6 +225,7 @@ def _encode_header(header: _Header) -> bytes:
     kind = KIND_VIDEO if isinstance(header, VideoHeader) else KIND_IMAGE
     code = next((c for c, name in MODEL_CODES.items() if name == header.model), None)
     flags = kind | (_F_DECODE if header.decode else 0) | (0 if code else _F_NAME)
+    flags |= _F_CHECKED if header.latent_checks else 0
     flags |= (header.orientation - 1) << 3
     out = bytearray(MAGIC) + bytes([VERSION, flags])
     if code:
@@ -402,6 +407,7 @@ def _parse_header(reader: ByteReader, deferred: list[UnsupportedFileError] | Non
         height=height,
         mode=mode,
         orientation=((flags >> 3) & 0x07) + 1,
+        latent_checks=bool(flags & _F_CHECKED),
         latent_shape=shape,
         step_index=reader.uvarint("step index", 255),
         effnet_scale=reader.uvarint("effnet scale", 4 * EFFNET_SCALE_UNIT, 1) / EFFNET_SCALE_UNIT,

@@ -4,6 +4,7 @@ A latent blob (the payload of one latent, image or video frame) is
 
     byte 0      method (bits 0-2: 1 = ANS, 2 = range coder) | bit 3: centres present
                 | bit 4: adaptive (tables are priors updated by counts, see below)
+                | bits 5-6: check (0 none, 1 = 16 bits, 2 = 32 bits of the symbols' CRC-32)
     C bytes     table index per channel (into the shipped `pmf_tables.npz`)
     [C svarint] per-channel integer centre, only when bit 3 is set
     rest        coder words, little-endian uint32, with up to 3 trailing zero bytes of the
@@ -17,6 +18,13 @@ they pass 64, to follow local statistics), renormalised with integer arithmetic 
 Values beyond ±63 code an escape bin (its sign) followed by the excess e = |u| - 64 as
 k = floor(log2(e + 1)) with Uniform(21) and then the low k bits of e + 1 with Uniform(2**k).
 
+The check is the only redundancy in a blob: an entropy-coded payload has none (any word
+sequence decodes to *some* symbols), so without it a payload that runs out early or was altered
+behind a re-computed chunk CRC decodes to another picture. It is coded after the last symbol
+(decoded last), so a payload that ends early decodes it as zeros, and costs its 16/32 bits.
+Blobs written before the check existed still decode; for them (ANS only) a coder that is empty
+before a row or block starts means the payload ran out early.
+
 Determinism: each model handed to constriction is `Categorical(freqs - 1, perfect=False)`
 with integer `freqs` summing to 2**24, i.e. float64 weights that sum exactly to
 2**24 - n. constriction's fast quantizer then computes scale = 1.0 exactly and assigns
@@ -27,6 +35,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+
+import zlib
 
 import constriction
 import numpy as np
@@ -41,7 +51,10 @@ METHOD_RANGE = 2
 _METHOD_MASK = 0x07
 _CENTRES_FLAG = 0x08
 _ADAPTIVE_FLAG = 0x10
-_RESERVED_MASK = 0xE0
+_CHECK_MASK = 0x60
+_CHECK_SHIFT = 5
+_CHECK_WIDTHS = {0: 0, 1: 16, 2: 32}  # field value -> check bits; 3 is reserved
+_RESERVED_MASK = 0x80
 _FREE_WEIGHT = (1 << PRECISION) - ALPHABET  # what constriction distributes beyond 1 per bin
 _PRIOR_SHIFT = 8  # prior mass 2**16 ...
 _COUNT_SHIFT = 11  # ... and 2**11 per observation: the table weighs as 32 observations
@@ -49,6 +62,9 @@ _COUNT_LIMIT = 64  # halve the counts beyond this: latents are not stationary ov
 _BLOCK = 4  # symbols coded per model update (tuned on the stand-in latents, see benchmarks)
 ESCAPE_CLASSES = 21  # k in 0..20: escapes up to 2**21 - 1 beyond the table range
 DEFAULT_METHOD = METHOD_ANS  # measured smaller than range coding, see benchmarks/entropy_efficiency.py
+CHECK_BITS = tuple(_CHECK_WIDTHS.values())
+DEFAULT_CHECK_BITS = 32
+_CHECK_HALF = 1 << 16  # the check is coded in 16-bit halves (constriction's precision is 24)
 
 _ESC_LOW = 0
 _ESC_HIGH = ALPHABET - 1
@@ -137,6 +153,7 @@ class LatentCodeReport:
     ideal_bits: float  # -sum log2 p under the exact integer model used (escapes included)
     escapes: int
     adaptive: bool = False
+    check_bits: int = 0  # part of coded_bytes, not of ideal_bits
 
     @property
     def total_bytes(self) -> int:
@@ -177,6 +194,17 @@ def plan_channels(symbols: np.ndarray) -> list[ChannelPlan]:
     return plans
 
 
+def symbol_check(symbols: np.ndarray) -> int:
+    """CRC-32 (zlib) of the symbols as little-endian int32 in (C, h, w) order."""
+    return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
+
+
+def _check_halves(symbols: np.ndarray, check_bits: int) -> np.ndarray:
+    """The check's 16-bit halves in decode order: high then low (only the low for 16 bits)."""
+    crc = symbol_check(symbols)
+    return np.array([crc >> 16, crc & 0xFFFF][2 - check_bits // 16 :], dtype=np.int32)
+
+
 def _check_symbols(symbols: np.ndarray) -> np.ndarray:
     symbols = np.asarray(symbols)
     if symbols.ndim != 3 or 0 in symbols.shape:
@@ -193,11 +221,16 @@ def encode_latent(
     method: int = DEFAULT_METHOD,
     plans: list[ChannelPlan] | None = None,
     adaptive: bool | None = None,
+    check_bits: int = DEFAULT_CHECK_BITS,
 ) -> bytes:
     """Code a (C, h, w) integer symbol array into a self-describing latent blob.
 
     `adaptive=None` picks static or adaptive coding, whichever has the smaller ideal size.
+    `check_bits` (0, 16 or 32) of the symbols' CRC-32 let the decoder refuse a payload that
+    ends early or was altered; 0 writes the unchecked layout of older files.
     """
+    if check_bits not in CHECK_BITS:
+        raise ValueError(f"check_bits must be one of {CHECK_BITS}, got {check_bits}")
     symbols = _check_symbols(symbols)
     plans = plans if plans is not None else plan_channels(symbols)
     if adaptive is None:
@@ -219,6 +252,8 @@ def encode_latent(
             wide = k > 0
             if wide.any():
                 parts.append((mantissa[wide], uniform, (1 << k[wide]).astype(np.int32)))
+    if check_bits:
+        parts.append((_check_halves(symbols, check_bits), _uniform_half(), None))
     if method == METHOD_ANS:
         coder = constriction.stream.stack.AnsCoder()
         for values, model, params in reversed(parts):  # a stack: encode last-decoded first
@@ -242,6 +277,7 @@ def encode_latent(
     words = words[: len(words) - trim]
     centred = any(p.centre for p in plans)
     flags = method | (_CENTRES_FLAG if centred else 0) | (_ADAPTIVE_FLAG if adaptive else 0)
+    flags |= {bits: code for code, bits in _CHECK_WIDTHS.items()}[check_bits] << _CHECK_SHIFT
     head = bytearray([flags])
     head += bytes(p.table for p in plans)
     if centred:
@@ -250,10 +286,16 @@ def encode_latent(
     return bytes(head) + words
 
 
+@lru_cache(maxsize=1)
+def _uniform_half():
+    return constriction.stream.model.Uniform(_CHECK_HALF)
+
+
 @dataclass(frozen=True)
 class _BlobParams:
     method: int
     adaptive: bool
+    check_bits: int
     plans: list[ChannelPlan]
     start: int  # where the coder words begin
 
@@ -265,6 +307,7 @@ def _parse_params(blob: bytes, channels: int) -> _BlobParams:
         raise UnsupportedFileError(
             f"latent blob uses flag bits this build does not know (0x{first:02x})"
         )
+    check_bits = blob_check_bits(blob)
     method = first & _METHOD_MASK
     if method not in (METHOD_ANS, METHOD_RANGE):
         raise UnsupportedFileError(
@@ -275,16 +318,31 @@ def _parse_params(blob: bytes, channels: int) -> _BlobParams:
     if first & _CENTRES_FLAG:
         centres = [reader.svarint("channel centre", MAX_SYMBOL) for _ in range(channels)]
     plans = [ChannelPlan(t, c) for t, c in zip(tables, centres, strict=True)]
-    return _BlobParams(method, bool(first & _ADAPTIVE_FLAG), plans, reader.pos)
+    return _BlobParams(method, bool(first & _ADAPTIVE_FLAG), check_bits, plans, reader.pos)
 
 
-def _decode_bins(coder, plan: ChannelPlan, n: int, adaptive: bool) -> np.ndarray:
+def _refuse_if_exhausted(coder) -> None:
+    # Only for unchecked ANS blobs: once an ANS coder is empty it decodes the first bin for
+    # free, forever, so a valid payload is empty only after its very last symbols.
+    if coder is not None and coder.is_empty():
+        raise CorruptFileError("latent payload ends before the latent does")
+
+
+def _decode_bins(coder, plan: ChannelPlan, n: int, width: int, adaptive: bool, guard) -> np.ndarray:
+    """A channel's n bins; `guard` (an ANS coder or None) is probed before every row / block."""
     if not adaptive:
-        return np.asarray(coder.decode(_model(plan.table), n), dtype=np.int64)
+        if guard is None:
+            return np.asarray(coder.decode(_model(plan.table), n), dtype=np.int64)
+        rows = []
+        for a in range(0, n, width):
+            _refuse_if_exhausted(guard)
+            rows.append(np.asarray(coder.decode(_model(plan.table), min(width, n - a)), np.int64))
+        return np.concatenate(rows)
     idx = np.empty(n, dtype=np.int64)
     state = _AdaptiveCounts(plan.table)
     for a in range(0, n, _BLOCK):
         b = min(n, a + _BLOCK)
+        _refuse_if_exhausted(guard)
         idx[a:b] = coder.decode(_categorical(state.weights()), b - a)
         if idx[a:b].min() < 0 or idx[a:b].max() >= ALPHABET:
             raise CorruptFileError("latent payload decodes to an impossible symbol")
@@ -292,10 +350,15 @@ def _decode_bins(coder, plan: ChannelPlan, n: int, adaptive: bool) -> np.ndarray
     return idx
 
 
-def decode_latent(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-    """Inverse of `encode_latent`; `shape` comes from the (bounded) container header."""
+def decode_latent(
+    blob: bytes, shape: tuple[int, int, int], require_check: bool = False
+) -> np.ndarray:
+    """Inverse of `encode_latent`; `shape` comes from the (bounded) container header, and
+    `require_check` from its promise that every latent carries a check (`latent_checks`)."""
     channels, height, width = shape
     params = _parse_params(blob, channels)
+    if require_check and not params.check_bits:
+        raise CorruptFileError("a latent blob has no check, but the file says every latent carries one")
     payload = blob[params.start :]
     payload += b"\0" * (-len(payload) % 4)
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
@@ -307,8 +370,9 @@ def decode_latent(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
             coder = constriction.stream.stack.AnsCoder(words)
         else:
             coder = constriction.stream.queue.RangeDecoder(words)
+        guard = coder if params.method == METHOD_ANS and not params.check_bits else None
         for c, plan in enumerate(params.plans):
-            idx = _decode_bins(coder, plan, n, params.adaptive)
+            idx = _decode_bins(coder, plan, n, width, params.adaptive, guard)
             if idx.min() < 0 or idx.max() >= ALPHABET:
                 raise CorruptFileError("latent payload decodes to an impossible symbol")
             u = idx - (HALF_RANGE + 1)
@@ -330,8 +394,16 @@ def decode_latent(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
             if np.abs(s).max() > MAX_SYMBOL:
                 raise CorruptFileError("latent payload decodes to an out-of-range symbol")
             out[c] = s
+        if params.check_bits:
+            found = np.asarray(coder.decode(_uniform_half(), params.check_bits // 16), np.int32)
+            if not np.array_equal(found, _check_halves(out, params.check_bits)):
+                raise CorruptFileError(
+                    "latent payload fails its check: it ends early or was altered"
+                )
         if params.method == METHOD_ANS and not coder.is_empty():
-            raise CorruptFileError("latent payload has data left after the last symbol")
+            raise CorruptFileError(
+                "latent payload does not end with the last symbol (cut short, altered or padded)"
+            )
     except NeurcodecError:
         raise
     except Exception as exc:  # constriction signals bad data with assorted exception types
@@ -359,16 +431,20 @@ def ideal_bits(
 
 
 def analyse_latent(
-    symbols: np.ndarray, method: int = DEFAULT_METHOD, adaptive: bool | None = None
+    symbols: np.ndarray,
+    method: int = DEFAULT_METHOD,
+    adaptive: bool | None = None,
+    check_bits: int = DEFAULT_CHECK_BITS,
 ) -> LatentCodeReport:
     """Code `symbols` and report the real size next to the ideal code length."""
     symbols = _check_symbols(symbols)
     plans = plan_channels(symbols)
-    blob = encode_latent(symbols, method=method, plans=plans, adaptive=adaptive)
+    blob = encode_latent(symbols, method, plans, adaptive, check_bits)
     params = _parse_params(blob, symbols.shape[0])
     bits, escapes = ideal_bits(symbols, plans, params.adaptive)
     return LatentCodeReport(
-        int(symbols.size), params.start, len(blob) - params.start, bits, escapes, params.adaptive
+        int(symbols.size), params.start, len(blob) - params.start, bits, escapes, params.adaptive,
+        params.check_bits,
     )
 
 
@@ -376,6 +452,16 @@ def blob_sizes(blob: bytes, channels: int) -> tuple[int, int]:
     """(entropy-model parameter bytes, coded bytes) of a latent blob, for `neurcodec info`."""
     start = _parse_params(blob, channels).start
     return start, len(blob) - start
+
+
+def blob_check_bits(blob: bytes) -> int:
+    """How many bits of the symbols' CRC-32 the blob carries (0: written before checks)."""
+    if not blob:
+        raise CorruptFileError("empty latent blob")
+    code = (blob[0] & _CHECK_MASK) >> _CHECK_SHIFT
+    if code not in _CHECK_WIDTHS:
+        raise UnsupportedFileError(f"latent blob uses a check this build does not know ({code})")
+    return _CHECK_WIDTHS[code]
 
 
 def empirical_entropy_bits(symbols: np.ndarray, per_channel: bool = True) -> float:
