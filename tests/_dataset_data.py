@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -66,9 +67,11 @@ def failures(out: Path) -> list[dict]:
 
 
 def start_job(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """The CLI as a child that takes Ctrl-C as a terminal would deliver it: a shell that starts the
+    test run in the background hands it SIGINT ignored, and children inherit that."""
     return subprocess.Popen(
         [sys.executable, "-m", "neurcodec", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {})}, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -21,7 +21,8 @@ k = floor(log2(e + 1)) with Uniform(21) and then the low k bits of e + 1 with Un
 The check is the only redundancy in a blob: an entropy-coded payload has none (any word
 sequence decodes to *some* symbols), so without it a payload that runs out early or was altered
 behind a re-computed chunk CRC decodes to another picture. It is coded after the last symbol
-(decoded last), so a payload that ends early decodes it as zeros, and costs its 16/32 bits.
+(decoded last), so a payload that ends early decodes it from whatever is left (zeros once the
+coder is empty) and fails it; it costs about its 16/32 bits.
 Blobs written before the check existed still decode; for them (ANS only) a coder that is empty
 before a row or block starts means the payload ran out early.
 
@@ -33,10 +34,9 @@ each symbol exactly freqs[i] / 2**24: no rounding anywhere, same model on every 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-
-import zlib
 
 import constriction
 import numpy as np
@@ -199,6 +199,11 @@ def symbol_check(symbols: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
 
 
+@lru_cache(maxsize=1)
+def _uniform_half():
+    return constriction.stream.model.Uniform(_CHECK_HALF)
+
+
 def _check_halves(symbols: np.ndarray, check_bits: int) -> np.ndarray:
     """The check's 16-bit halves in decode order: high then low (only the low for 16 bits)."""
     crc = symbol_check(symbols)
@@ -284,11 +289,6 @@ def encode_latent(
         for p in plans:
             head += encode_svarint(p.centre)
     return bytes(head) + words
-
-
-@lru_cache(maxsize=1)
-def _uniform_half():
-    return constriction.stream.model.Uniform(_CHECK_HALF)
 
 
 @dataclass(frozen=True)
