@@ -63,6 +63,10 @@ def fake_describe(data: bytes) -> dict:
     return {**header, "alpha": bool(alpha)}
 
 
+def fake_check_latent(data: bytes) -> None:
+    _unpack(data)  # the stand-in's files store pixels, not a latent: being readable is all
+
+
 class FakeCodec:
     """Stores RGB losslessly; `delay` makes encode/decode slow enough to be killed midway."""
 
@@ -97,7 +101,7 @@ class FakeCodec:
 
 
 def install_fake(monkeypatch=None, delay: float = 0.0) -> list[tuple]:
-    """Route `neurcodec.load` and the CLI's describe to the stand-in; returns the list of load calls."""
+    """Route `neurcodec.load` and the CLI's file readers to the stand-in; returns the list of load calls."""
     calls: list[tuple] = []
 
     def load(name="tiny", *, device="cpu", dtype=None, pretrained=True, autocast=None):
@@ -105,10 +109,11 @@ def install_fake(monkeypatch=None, delay: float = 0.0) -> list[tuple]:
         return FakeCodec(name, delay)
 
     if monkeypatch is None:  # in a subprocess
-        neurcodec.load, codec_cmd.describe = load, fake_describe
+        neurcodec.load, codec_cmd.describe, codec_cmd.check_image_latent = load, fake_describe, fake_check_latent
     else:
         monkeypatch.setattr(neurcodec, "load", load)
         monkeypatch.setattr(codec_cmd, "describe", fake_describe)
+        monkeypatch.setattr(codec_cmd, "check_image_latent", fake_check_latent)
     return calls
 
 

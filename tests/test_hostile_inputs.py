@@ -313,6 +313,14 @@ def test_64_random_payload_bytes_under_a_valid_crc_are_not_decoded_as_a_4096_squ
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_damaged_image_latent_is_refused_before_any_model_is_looked_up(tmp_path):
+    header = _tiny2_header(ImageHeader, width=128, height=128, latent_shape=(16, 4, 4))
+    (tmp_path / "x.dae").write_bytes(write_image(header, _forged_latent(np.random.default_rng(4).bytes(64), 32)))
+    # A model that does not exist would be exit 7 once looked up: the payload is judged first.
+    result = _cli("decode", str(tmp_path / "x.dae"), "-o", str(tmp_path / "x.png"), "--model", "no-such-model")
+    _one_line_error(result, 5, "latent payload")
+
+
 @pytest.mark.parametrize("kind", ["image", "video"])
 def test_a_file_promising_checked_latents_refuses_an_unchecked_one(tmp_path, kind):
     # The promise sits in the CRC-covered header: a damaged blob flag cannot switch the check off.

@@ -25,8 +25,6 @@ from neurcodec.bitstream import (
     CHUNK_ALPHA,
     DecodeSettings,
     ImageHeader,
-    decode_latent,
-    dequantize,
     encode_latent,
     quality_to_step_index,
     quantize,
@@ -36,6 +34,7 @@ from neurcodec.bitstream import (
     write_image,
 )
 from neurcodec.errors import CorruptFileError, InputError, UsageError
+from neurcodec.info import dequantized_latent
 from neurcodec.pipeline import NoiseBlend, Pipeline, ProgressFn, pick_dtype
 
 DEFAULT_SEED = 0  # a fixed default keeps encodes byte-identical run to run (pipes vs paths)
@@ -283,13 +282,6 @@ def load_on(name: str, device: str = "cpu", dtype: str | None = None) -> Codec:
     import neurcodec  # through the package's `load`, the one seam tests and embedders replace
 
     return neurcodec.load(name, device=device, **options)
-
-
-def dequantized_latent(dae: Any) -> Any:
-    """The conditioning latent (16,h,w) float32 numpy array a parsed image file carries: what
-    stage B is conditioned on, and what latent-space training reads (no model needed)."""
-    symbols = decode_latent(dae.latent, dae.header.latent_shape, dae.header.latent_checks)
-    return dequantize(symbols, step_from_index(dae.header.step_index))
 
 
 def check_rate(quality: int | None, bpp: float | None) -> None:

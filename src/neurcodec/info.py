@@ -9,12 +9,17 @@ from __future__ import annotations
 import io
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from neurcodec.bitstream import (
     CHUNK_ALPHA,
     CHUNK_AUDIO,
+    DaeImage,
     DaeStreamReader,
     blob_check_bits,
     blob_sizes,
+    decode_latent,
+    dequantize,
     peek_kind,
     read_image,
     step_from_index,
@@ -29,6 +34,20 @@ def describe(source: bytes | BinaryIO) -> dict[str, Any]:
     if peek_kind(head) == "video":
         return _describe_video(_Prefixed(head, fileobj))
     return _describe_image(head + fileobj.read())
+
+
+def dequantized_latent(dae: DaeImage) -> np.ndarray:
+    """The conditioning latent (16,h,w) float32 a parsed image file carries: what stage B is
+    conditioned on, and what latent-space training reads. A damaged payload raises
+    CorruptFileError here, before any model is needed."""
+    symbols = decode_latent(dae.latent, dae.header.latent_shape, dae.header.latent_checks)
+    return dequantize(symbols, step_from_index(dae.header.step_index))
+
+
+def check_image_latent(data: bytes) -> None:
+    """Decode an image file's latent payload and drop it: a damaged one raises CorruptFileError
+    in milliseconds, where a decode would first spend seconds loading a model."""
+    dequantized_latent(read_image(data))
 
 
 def _settings(d: DecodeSettings | None) -> dict[str, Any] | None:

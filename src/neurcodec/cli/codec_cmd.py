@@ -26,8 +26,8 @@ from rich.table import Table
 from neurcodec import fileio, limits, media
 from neurcodec.bitstream.container import MAX_SEED, MAX_STEPS
 from neurcodec.cli import app, video_cmd
-from neurcodec.info import describe
 from neurcodec.errors import NeurcodecError, UsageError
+from neurcodec.info import check_image_latent, describe
 
 DAE_SUFFIX = ".dae"
 
@@ -484,6 +484,7 @@ def decode(
         spec = spec_for[target]
         # Refuse before the (slow) diffusion decode what the format could not hold.
         media.check_can_save(header.get("mode", "RGB"), spec, transparent=bool(header.get("alpha")))
+        check_image_latent(data)
         codec = runtime.codec(model or header["model"])
         start = time.perf_counter()
         image = codec.decode(data, progress=reporter.steps, **settings)

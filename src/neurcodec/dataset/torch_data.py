@@ -73,7 +73,7 @@ class DaeDataset(IterableDataset):
             item["dae"] = row["dae"]
         elif self.output == "latent":
             from neurcodec.bitstream import read_image
-            from neurcodec.codec import dequantized_latent
+            from neurcodec.info import dequantized_latent
 
             item["latent"] = torch.from_numpy(dequantized_latent(read_image(row["dae"])))
         else:
