@@ -36,6 +36,7 @@ from neurcodec.bitstream import (
 from neurcodec.errors import CorruptFileError, InputError, UsageError
 from neurcodec.info import dequantized_latent
 from neurcodec.pipeline import NoiseBlend, Pipeline, ProgressFn, pick_dtype
+from neurcodec.latent_search import check_searchable, search_latent
 
 DEFAULT_SEED = 0  # a fixed default keeps encodes byte-identical run to run (pipes vs paths)
 
@@ -115,20 +116,29 @@ class Codec:
         steps: int | None = None,
         guidance: float | None = None,
         sampler: str | None = None,
+        search_steps: int = 0,
+        progress: ProgressFn | None = None,
     ) -> bytes:
         """Compress a PIL image (any mode `media.prepare` accepts) into `.dae` bytes.
 
         `quality` 0..100 (higher = more bits) or `bpp` (highest quality whose whole file fits);
         `seed`/`steps`/`guidance`/`sampler` are stored as the file's decode defaults.
+        `search_steps` > 0: that many gradient steps search for a latent that decodes closer to
+        the image (`latent_search.py`; much slower, the same format); `progress(done, total)` follows them.
         """
         check_rate(quality, bpp)
+        if search_steps < 0:
+            raise UsageError(f"search_steps must be >= 0, got {search_steps}")
         limits.check_pixels(*image.size, what="image")
         rgb, meta = media.prepare(image)
         width, height = meta.size
         if width > 65536 or height > 65536:
             raise InputError(f"image is {width}×{height}; the largest side this format holds is 65536")
+        if search_steps:
+            check_searchable(self.pipeline, width, height)  # before the encoder runs
         decode = settings_over(self.family.decode, steps=steps, guidance=guidance, sampler=sampler, seed=DEFAULT_SEED if seed is None else seed)
-        latent = self.encode_latent(self._to_tensor(rgb))[0]
+        pixels = self._to_tensor(rgb)
+        latent = self.encode_latent(pixels)[0]
         extra = [(CHUNK_ALPHA, meta.alpha_png)] if meta.alpha_png else []
 
         def build(q: int) -> bytes:
@@ -148,17 +158,26 @@ class Codec:
             )
             return write_image(header, encode_latent(symbols), extra)
 
-        if bpp is None:
+        def fitting(target: int) -> bytes:
+            cache: dict[int, bytes] = {}
+
+            def size_at(q: int) -> int:
+                cache[q] = build(q)
+                return len(cache[q])
+
+            found = search_step(size_at, target)
+            return cache.get(found.q) or build(found.q)
+
+        target = None if bpp is None else math.floor(bpp * width * height / 8)
+        if search_steps:  # for the step the file will use
+            if target is None:
+                index = quality_to_step_index(self.family.default_quality if quality is None else quality)
+            else:  # the step that fits before the search; the latent found costs more, so the fit is searched again
+                index = read_image(fitting(target)).header.step_index
+            latent = search_latent(self.pipeline, pixels, latent[None], step_from_index(index), search_steps, progress)[0]
+        if target is None:
             return build(self.family.default_quality if quality is None else quality)
-        target = math.floor(bpp * width * height / 8)
-        cache: dict[int, bytes] = {}
-
-        def size_at(q: int) -> int:
-            cache[q] = build(q)
-            return len(cache[q])
-
-        found = search_step(size_at, target)
-        return cache.get(found.q) or build(found.q)
+        return fitting(target)
 
     def read(self, data: bytes):
         """Parse a `.dae` image made by this model (refusing other models with their name)."""
