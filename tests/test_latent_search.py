@@ -25,12 +25,9 @@ def _photo(w: int, h: int, seed: int = 0) -> Image.Image:
 
 def _decode_loss(codec, latent: torch.Tensor, pixels: torch.Tensor, step: float) -> float:
     """What the search minimises, for the latent as the file will hold it (quantized)."""
-    pipe, (_, _, height, width) = codec.pipeline, pixels.shape
     quantized = torch.round(latent / step) * step
     with torch.no_grad():
-        estimate = pipe.stage_b.direct_estimate(quantized, pipe.latent_hw(width, height))
-        decoded = pipe.finish_pixels(quantized, pipe.stage_a.decode(estimate))[:, :, :height, :width]
-        return float(_loss(decoded, pixels))
+        return float(_loss(codec.pipeline.direct_decode(quantized, (pixels.shape[-1], pixels.shape[-2])), pixels))
 
 
 def test_searched_latents_decode_closer_to_the_image(random_codec_f8):

@@ -35,8 +35,8 @@ from neurcodec.bitstream import (
 )
 from neurcodec.errors import CorruptFileError, InputError, UsageError
 from neurcodec.info import dequantized_latent
-from neurcodec.pipeline import NoiseBlend, Pipeline, ProgressFn, pick_dtype
 from neurcodec.latent_search import check_searchable, search_latent
+from neurcodec.pipeline import NoiseBlend, Pipeline, ProgressFn, pick_dtype
 
 DEFAULT_SEED = 0  # a fixed default keeps encodes byte-identical run to run (pipes vs paths)
 

@@ -60,7 +60,6 @@ def search_latent(
     shape, float32 on the CPU) for quantizer step `step`, after `iterations` Adam steps."""
     _, _, height, width = pixels.shape
     check_searchable(pipeline, width, height)
-    latent_hw = pipeline.latent_hw(width, height)
     target = pixels.to(pipeline.device, torch.float32)
     y = latent.to(pipeline.device, torch.float32).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([y], lr=LEARNING_RATE * step)
@@ -73,11 +72,7 @@ def search_latent(
             progress(0, iterations)
         for i in range(iterations):
             quantized = y + (torch.round(y / step) * step - y).detach()  # straight-through rounding
-            with pipeline._autocast():
-                estimate = pipeline.stage_b.direct_estimate(quantized.to(pipeline.dtype), latent_hw)
-                decoded = pipeline.stage_a.decode(pipeline._layout(estimate))
-            decoded = pipeline.finish_pixels(quantized, decoded.float())[:, :, :height, :width]
-            loss = _loss(decoded, target)
+            loss = _loss(pipeline.direct_decode(quantized, (width, height)), target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -213,6 +213,16 @@ class Pipeline:
             pixels = match_thumbnail(pixels.float(), thumb)
         return pixels.float().clamp(0, 1)
 
+    def direct_decode(self, latents: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Conditioning latents (B,16,h,w) → [0,1] pictures (B,3,H,W) through the deterministic
+        path alone (stage B's direct head, stage A's decoder, the thumbnail match); not tiled,
+        and differentiable: what a latent search follows. Needs a stage B with a direct head."""
+        width, height = size
+        with self._autocast():
+            estimate = self.stage_b.direct_estimate(latents.to(self.device, self.dtype), self.latent_hw(width, height))
+            decoded = self.stage_a.decode(self._layout(estimate))
+        return self.finish_pixels(latents, decoded.float())[:, :, :height, :width]
+
     @torch.inference_mode()
     def generate(
         self,
