@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,12 +26,7 @@ import neurcodec
 from neurcodec.bench import metrics
 from neurcodec.latent_search import LEARNING_RATE, MSE_WEIGHT
 
-
-def machine() -> dict:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), platform.processor())
-    bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    return {"cpu": model, "bf16": bf16 or None, "threads": torch.get_num_threads(), "torch": torch.__version__}
+from _machine import machine
 
 
 def score(codec, data: bytes, ref: np.ndarray, steps: int | None) -> dict:
@@ -83,7 +77,8 @@ def main() -> None:
     }
     result = {
         "benchmark": "latent_search", "model": codec.name, "quality": quality, "iters": args.iters,
-        "learning_rate_in_steps": LEARNING_RATE, "mse_weight": MSE_WEIGHT, "match_bytes": args.match_bytes, "mean": summary, "rows": rows, "machine": machine(),
+        "learning_rate_in_steps": LEARNING_RATE, "mse_weight": MSE_WEIGHT, "match_bytes": args.match_bytes, "mean": summary, "rows": rows,
+        "machine": {**machine(), "threads": torch.get_num_threads()},
         "command": "python benchmarks/latent_search.py " + " ".join(sys.argv[1:]),
     }
     print(json.dumps(summary, indent=1))

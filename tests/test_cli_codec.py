@@ -79,7 +79,7 @@ class FakeCodec:
             time.sleep(seconds)
 
     def encode(self, image, *, quality=None, bpp=None, seed=None, steps=None, guidance=None,
-               sampler=None) -> bytes:
+               sampler=None, search_steps=0, progress=None) -> bytes:
         self._work(self.delay)
         rgb, meta = media.prepare(image)
         header = {"model": self.name, "width": meta.size[0], "height": meta.size[1],

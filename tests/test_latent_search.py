@@ -5,7 +5,6 @@ from __future__ import annotations
 from fractions import Fraction
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -15,12 +14,8 @@ from neurcodec.bitstream import quality_to_step_index, read_image, step_from_ind
 from neurcodec.errors import UsageError
 from neurcodec.latent_search import MAX_SEARCH_PIXELS, _loss, check_searchable, search_latent
 from test_cli_codec import entry
+from test_codec_f8 import _photo
 from test_video import _frames, _write_clip
-
-
-def _photo(w: int, h: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, size=(5, 6, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
 
 
 def _decode_loss(codec, latent: torch.Tensor, pixels: torch.Tensor, step: float) -> float:

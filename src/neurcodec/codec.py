@@ -158,7 +158,8 @@ class Codec:
             )
             return write_image(header, encode_latent(symbols), extra)
 
-        def fitting(target: int) -> bytes:
+        def fit(target: int) -> tuple[int, bytes]:
+            """The highest quality whose file fits `target` bytes, and that file."""
             cache: dict[int, bytes] = {}
 
             def size_at(q: int) -> int:
@@ -166,18 +167,16 @@ class Codec:
                 return len(cache[q])
 
             found = search_step(size_at, target)
-            return cache.get(found.q) or build(found.q)
+            return found.q, cache.get(found.q) or build(found.q)
 
         target = None if bpp is None else math.floor(bpp * width * height / 8)
+        q = self.family.default_quality if quality is None else quality
         if search_steps:  # for the step the file will use
-            if target is None:
-                index = quality_to_step_index(self.family.default_quality if quality is None else quality)
-            else:  # the step that fits before the search; the latent found costs more, so the fit is searched again
-                index = read_image(fitting(target)).header.step_index
-            latent = search_latent(self.pipeline, pixels, latent[None], step_from_index(index), search_steps, progress)[0]
-        if target is None:
-            return build(self.family.default_quality if quality is None else quality)
-        return fitting(target)
+            if target is not None:  # the fit before the search; the latent found costs more, so it is searched again
+                q, _ = fit(target)
+            step = step_from_index(quality_to_step_index(q))
+            latent = search_latent(self.pipeline, pixels, latent[None], step, search_steps, progress)[0]
+        return build(q) if target is None else fit(target)[1]
 
     def read(self, data: bytes):
         """Parse a `.dae` image made by this model (refusing other models with their name)."""

@@ -63,23 +63,14 @@ def search_latent(
     target = pixels.to(pipeline.device, torch.float32)
     y = latent.to(pipeline.device, torch.float32).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([y], lr=LEARNING_RATE * step)
-    modules = (pipeline.stage_a, pipeline.stage_b, pipeline.encoder)
-    trainable = [[p.requires_grad for p in m.parameters()] for m in modules]
-    for module in modules:
-        module.requires_grad_(False)  # gradients for the latent only
-    try:
+    if progress:
+        progress(0, iterations)
+    for i in range(iterations):
+        quantized = y + (torch.round(y / step) * step - y).detach()  # straight-through rounding
+        loss = _loss(pipeline.direct_decode(quantized, (width, height)), target)
+        optimizer.zero_grad()
+        loss.backward(inputs=[y])  # the latent's gradient only: the model's weights get none
+        optimizer.step()
         if progress:
-            progress(0, iterations)
-        for i in range(iterations):
-            quantized = y + (torch.round(y / step) * step - y).detach()  # straight-through rounding
-            loss = _loss(pipeline.direct_decode(quantized, (width, height)), target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if progress:
-                progress(i + 1, iterations)
-    finally:
-        for module, flags in zip(modules, trainable, strict=True):
-            for parameter, flag in zip(module.parameters(), flags, strict=True):
-                parameter.requires_grad_(flag)
+            progress(i + 1, iterations)
     return y.detach().float().cpu()

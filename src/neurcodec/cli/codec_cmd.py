@@ -405,7 +405,7 @@ def encode(
         image = media.open_image(fileio.read_input(source), name=_label(source))
         codec = runtime.codec(model)
         start = time.perf_counter()
-        blob = codec.encode(image, **settings, **({"search_steps": search_steps, "progress": reporter.steps} if search_steps else {}))
+        blob = codec.encode(image, **settings, search_steps=search_steps, progress=reporter.steps)
         seconds = time.perf_counter() - start
         fileio.atomic_write(target, blob, overwrite=overwrite)
         width, height = image.size
