@@ -88,3 +88,58 @@ def test_the_page_works_in_a_headless_browser(report, tmp_path):
     assert all(url.startswith(("file:", "data:")) for url in requests), [u[:80] for u in requests]
     with Image.open(shot) as im:
         assert im.width == 1200 and im.height > 900 and len(im.getcolors(1 << 24) or []) > 1000
+
+
+def _photo(folder: Path, size: tuple[int, int] = (192, 128)) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    small = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    Image.fromarray(small).resize(size, Image.Resampling.BICUBIC).save(folder / "one.png")
+    return folder
+
+
+def _plots_section(page: str) -> str:
+    return page.split('<div class="plots">', 1)[1].split("</div>", 1)[0]
+
+
+def test_the_default_page_has_an_rd_plot_for_every_metric_in_its_table(tmp_path):
+    """The main install draws every plot: one figure per compared metric, or a line saying why not."""
+    from neurcodec.bench.report import PLOT_NAMES
+
+    photos = _photo(tmp_path / "photos")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", str(photos), "-q", "45", "--vs", "jpeg,avif-x4", "--html", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = __import__("json").loads((out / "results.json").read_text())
+    plots = _plots_section((out / "report.html").read_text())
+    expected = [PLOT_NAMES.get(m, m) for m in doc["metrics"] if m != "ms-ssim-rgb"]  # MS-SSIM is plotted in dB
+    assert {"psnr", "ms-ssim", "thumb-psnr", "niqe"} <= set(expected)
+    for name in expected:
+        assert f'alt="rd-{name}"' in plots and (out / f"rd-{name}.png").exists(), name
+    assert plots.count("data:image/png;base64,") == len(expected)
+    assert doc["skipped"] == [s for s in doc["skipped"] if s["part"].startswith("metric ")]
+
+
+def test_without_matplotlib_the_bench_says_so_and_the_page_has_no_empty_section(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    photos = _photo(tmp_path / "photos", (96, 64))
+    out = tmp_path / "out"
+    block = "import sys; sys.modules['matplotlib'] = None; from neurcodec.cli import main; sys.argv[0] = 'neurcodec'; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", block, "bench", str(photos), "--no-neural", "--vs", "jpeg,webp",
+         "-q", "10,50", "--metrics", "psnr-rgb", "--html", "-o", str(out)],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    notices = [line for line in proc.stderr.splitlines() if line.startswith("skipped")]
+    assert len(notices) == 1 and "pip install matplotlib" in notices[0], proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert [s["part"] for s in doc["skipped"]] == ["plot rd-psnr.png"]
+    assert "matplotlib" in doc["skipped"][0]["reason"]
+    assert not list(out.glob("rd-*.png"))
+    plots = _plots_section((out / "report.html").read_text())
+    assert "<figure>" not in plots and "plot rd-psnr.png skipped: matplotlib cannot be imported" in plots

@@ -104,6 +104,11 @@ def write_html(
         f'<figure><img alt="{html.escape(p.stem)}" src="{_png_uri(p)}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
         for p in plots
     )
+    # A plot that could not be drawn says why in its place: the section is never silently empty.
+    plots_html += "".join(
+        f'\n<p class="skipped">{html.escape(s["part"])} skipped: {html.escape(s["reason"])}</p>'
+        for s in doc.get("skipped", []) if s["part"].startswith("plot ")
+    )
     page = (
         _TEMPLATE.replace("__TITLE__", html.escape(title))
         .replace("__PLOTS__", plots_html)
@@ -128,6 +133,7 @@ _TEMPLATE = """<!doctype html>
   .plots { display: flex; flex-wrap: wrap; gap: 1em; }
   .plots figure { margin: 0; background: #fff; padding: .5em; border: 1px solid #ddd; }
   .plots img { width: 420px; display: block; }
+  .skipped { color: #a33; }
   table { border-collapse: collapse; background: #fff; }
   th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
   th:first-child, td:first-child, td:nth-child(2), td:nth-child(3) { text-align: left; }

@@ -159,7 +159,7 @@ LEARNED = ("lpips", "dists", "fid", "kid")
 
 def optional_metrics() -> dict[str, str]:
     """Optional metrics computed by default where they can run: name → "" (available) or why not."""
-    return {"ssimulacra2": "" if importlib.util.find_spec("ssimulacra2") else "package ssimulacra2 not installed"}
+    return {"ssimulacra2": "" if importlib.util.find_spec("ssimulacra2") else "package ssimulacra2 not installed (pip install ssimulacra2)"}
 
 
 def unavailable(name: str) -> str:

@@ -213,16 +213,24 @@ def write_json(doc: dict[str, Any], path: Path) -> None:
     _atomic_write(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
-def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str] = ()) -> bool:
-    """RD plot of `metric` over bpp (log axis) for every curve; False when matplotlib is missing
-    or no curve has a finite point."""
+#: What to do when the RD plots cannot be drawn (matplotlib is a core dependency, so a broken or
+#: stripped environment).
+PLOTS_NEED = "pip install matplotlib (a neurcodec dependency; reinstall neurcodec)"
+
+
+def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str] = ()) -> str:
+    """Write the RD plot of `metric` over bpp (log axis) for every curve to `path`.
+
+    Returns "" when written, else why not: matplotlib cannot be imported, or no curve has a finite
+    point (e.g. NIQE on images below its block size: an empty plot would only mislead).
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+    except ImportError as e:
+        return f"matplotlib cannot be imported ({e}): {PLOTS_NEED}"
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     try:
         plotted = 0
@@ -236,8 +244,8 @@ def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str]
             plotted += 1
             style = "-" if c.name in tests else "--"  # classical anchors dashed, as CompressAI's plot does
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=c.name)
-        if not plotted:  # e.g. NIQE on images below its block size: an empty plot would only mislead
-            return False
+        if not plotted:
+            return f"no codec has a finite {M.label(metric)} value on these images"
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(M.label(metric))
@@ -255,28 +263,38 @@ def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str]
             raise
     finally:
         plt.close(fig)
-    return True
+    return ""
 
 
 def write_reports(
-    results: BenchResults, out_dir: Path, tests: Sequence[str], anchors: Sequence[str]
+    results: BenchResults, out_dir: Path, tests: Sequence[str], anchors: Sequence[str],
+    skipped: Sequence[dict[str, str]] = (),
 ) -> tuple[dict[str, Any], list[Path]]:
-    """Write results.json, results.csv, <codec>.json (CompressAI layout) and rd-<metric>.png."""
+    """Write results.json, results.csv, <codec>.json (CompressAI layout) and rd-<metric>.png.
+
+    `skipped` lists parts left out before the run ({"part", "reason"}, e.g. an optional metric);
+    the plots that cannot be drawn join it, and all of them land in results.json's "skipped".
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    skipped = list(skipped)
+    for m in compared_metrics(results):
+        p = out_dir / f"rd-{PLOT_NAMES.get(m, m)}.png"
+        if why := plot_rd(results, m, p, tests):
+            skipped.append({"part": f"plot {p.name}", "reason": why})
+        else:
+            written.append(p)
     comparisons = compare(results, tests, anchors)
     doc = results_document(results, comparisons, matched_bpp(results, tests, anchors))
-    written = [out_dir / "results.json", out_dir / "results.csv"]
-    write_json(doc, written[0])
-    write_csv(results, written[1])
+    doc["skipped"] = skipped
+    write_json(doc, out_dir / "results.json")
+    write_csv(results, out_dir / "results.csv")
+    written[:0] = [out_dir / "results.json", out_dir / "results.csv"]
     for c in results.curves:
         # One file per codec so CompressAI's own plot tool can read them unchanged.
         p = out_dir / f"{c.name}.json"
         write_json(compressai_json(c), p)
         written.append(p)
-    for m in compared_metrics(results):
-        p = out_dir / f"rd-{PLOT_NAMES.get(m, m)}.png"
-        if plot_rd(results, m, p, tests):
-            written.append(p)
     return doc, written
 
 

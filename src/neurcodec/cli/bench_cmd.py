@@ -107,9 +107,11 @@ def bench(
     plan = make_video_plan(config) if video else make_plan(config)
     for note in plan.notes:
         err.print(f"[yellow]note:[/] {note}")
-    for m, why in M.optional_metrics().items():
-        if why and not metric_names:
-            err.print(f"[dim]metric {m} skipped: {why}[/]")
+    skipped = [
+        {"part": f"metric {m}", "reason": why}
+        for m, why in M.optional_metrics().items() if why and not metric_names
+    ]
+    _print_skipped(err, skipped)
 
     total = len(images) * sum(len(qs) for _, qs in plan.sweeps)
     with Progress(
@@ -133,7 +135,8 @@ def bench(
     for note in results.notes:  # from the run itself (e.g. a metric undefined on small images)
         err.print(f"[yellow]note:[/] {note}")
     results.notes.extend(plan.notes)
-    doc, written = write_reports(results, out, plan.tests, plan.anchors)
+    doc, written = write_reports(results, out, plan.tests, plan.anchors, skipped)
+    _print_skipped(err, doc["skipped"][len(skipped):])
     if html_report:
         from neurcodec.bench.html import viewer_data, write_html
 
@@ -152,6 +155,15 @@ def bench(
     err.print(f"wrote {', '.join(str(p) for p in written)}")
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
+def _print_skipped(err, skipped: list[dict[str, str]]) -> None:  # type: ignore[no-untyped-def]
+    """One stderr line per reason (matplotlib missing would otherwise say it once per plot)."""
+    by_reason: dict[str, list[str]] = {}
+    for s in skipped:
+        by_reason.setdefault(s["reason"], []).append(s["part"])
+    for why, parts in by_reason.items():
+        err.print(f"[yellow]skipped[/] {', '.join(parts)}: {why}", highlight=False, soft_wrap=True)
 
 
 def _anchor_qualities(specs: list[str]) -> dict[str, list[int]]:
