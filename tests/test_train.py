@@ -122,7 +122,7 @@ def test_one_step_loss_trains_encoder_and_stage_b_through_frozen_stage_a(photos,
     x = CropSampler(trainer.images, 64, 4, trainer.rng).pixels([(0, 0, 0, False), (1, 4, 8, True)])
     latent = trainer.encoder(effnet_preprocess(x))
     clip = torch.zeros(2, trainer.config.stage_b.c_clip)
-    loss, score, _ = trainer.one_step_pixel_loss(latent, x, clip)
+    loss, score, _, _ = trainer.one_step_pixel_loss(latent, x, clip)
     loss.backward()
     assert 0.0 <= score <= 1.0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.encoder.parameters())
@@ -280,3 +280,21 @@ def test_bf16_autocast_is_used_only_where_the_cpu_does_bf16_natively(photos, tmp
     with trainer.autocast():
         assert torch.is_autocast_enabled("cpu") is native_bf16
     assert any("float32" in line for line in said) is not native_bf16
+
+
+def test_a_one_step_window_decodes_and_scores_a_block_aligned_part_of_each_crop(photos, taesd_folder, tmp_path):
+    cfg = dataclasses.replace(TrainConfig.load("micro2"), one_step_window=64, adversarial_weight=0.1)
+    trainer = Trainer(cfg, photos, tmp_path / "run", log=lambda m: None)
+    trainer.load_stage_a(taesd_folder)
+    assert trainer.run() is True  # the critic sees the same windows as the pixel loss
+
+    x = torch.rand(3, 3, 128, 128)
+    z0 = torch.randn(3, cfg.stage_a.c_latent, 16, 16)
+    latent = torch.randn(3, cfg.encoder.c_latent, 4, 4)
+    loss, score, decoded, real = trainer.pixel_loss_of(z0.requires_grad_(), latent, x, None)
+    assert decoded.shape == real.shape == (3, 3, 64, 64)
+    for window, crop in zip(real, x):
+        offsets = [(t, l) for t in range(0, 65, 32) for l in range(0, 65, 32) if torch.equal(crop[:, t : t + 64, l : l + 64], window)]
+        assert len(offsets) == 1  # a window on the thumbnail's 32-px grid
+    loss.backward()
+    assert z0.grad is not None and z0.grad.abs().sum() > 0 and 0.0 <= score <= 1.0

@@ -74,6 +74,11 @@ class TrainConfig:
     # Crop side for the one-step samples (0: the joint phase's own crops, reused). Larger crops
     # let the 5-scale MS-SSIM use the metric's 11-px window and see whole-object structure.
     one_step_crop: int = 0
+    # Side (pixels, a multiple of 32) of the window of each one-step sample that stage A decodes
+    # and the pixel loss and critic see (0: the whole crop). Stage B and the encoder still see
+    # the whole crop; the decoder at full resolution is most of a step's cost, so a 128-px window
+    # of a 256-px crop makes it ~4× cheaper (benchmarks/train_speed.py). Drawn per sample.
+    one_step_window: int = 0
     # Keeps the direct head's estimate near the true latent (MSE in latent space): the pixel
     # loss alone cannot, where stage A's decoder saturates (TAESD soft-clamps its input), and
     # an estimate drifting out of range makes the residual stage B learns explode.
@@ -182,10 +187,16 @@ def lr_at(step: int, phase: PhaseConfig) -> float:
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - decay)
+    # One multi-tensor call instead of a kernel per parameter (hundreds of small tensors).
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
+
+
+def _adamw(params, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.AdamW:  # type: ignore[no-untyped-def]
+    """AdamW with the fused kernel where PyTorch has one (one pass over all parameters)."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=0.0, fused=fused or None)
 
 
 def quantize_for_training(latent: Tensor, step_range: tuple[float, float], round_fraction: float) -> Tensor:
@@ -224,15 +235,15 @@ class Trainer:
         self.ema_encoder.load_state_dict(self.encoder.state_dict())
         self.ema_stage_b.load_state_dict(self.stage_b.state_dict())
         self.gdf = build_gdf(config.diffusion)
-        self.opt_a = torch.optim.AdamW(self.stage_a.parameters(), lr=config.stage_a_phase.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        self.opt_a = _adamw(self.stage_a.parameters(), config.stage_a_phase.lr, (0.9, 0.99), self.device)
         params = list(self.encoder.parameters()) + list(self.stage_b.parameters())
-        self.opt_b = torch.optim.AdamW(params, lr=config.joint_phase.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        self.opt_b = _adamw(params, config.joint_phase.lr, (0.9, 0.99), self.device)
         self.disc: PatchDiscriminator | None = None
         if config.adversarial_weight > 0:
             if not (config.one_step_weight > 0 and config.one_step_batch > 0):
                 raise UsageError(f"training config {config.name!r}: adversarial_weight needs the one-step loss (one_step_weight, one_step_batch)")
             self.disc = PatchDiscriminator(config.disc_widths).to(self.device)
-            self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.disc_lr, betas=(0.5, 0.9), weight_decay=0.0)
+            self.opt_d = _adamw(self.disc.parameters(), config.disc_lr, (0.5, 0.9), self.device)
         self.phase = "stage_a"
         self.step = 0
         self.elapsed = 0.0  # seconds of training, summed over resumed runs
@@ -479,27 +490,39 @@ class Trainer:
         base = None if base is None else base.float()
         diffused = self.gdf.diffuse(z0 if base is None else z0 - base.detach())
         clip = torch.zeros(latent.shape[0], cfg.stage_b.c_clip, device=self.device)
+        one_step = cfg.one_step_weight > 0 and cfg.one_step_batch > 0
+        own_crops = one_step and bool(cfg.one_step_crop) and cfg.one_step_crop != phase.crop
+        n = 0 if own_crops or not one_step else min(cfg.one_step_batch, latent.shape[0])
+        # The one-step samples reuse the first n crops: their stage B pass (pure noise at t = 1)
+        # joins the diffusion batch's, one call instead of two.
+        noise, log_snr = self._one_step_noise(n, z0.shape[-2:])
         with self.autocast():
-            pred = self.stage_b(self._layout(diffused.x_t), diffused.noise_cond, latent, clip)
-        per_sample = F.mse_loss(pred.float(), diffused.target, reduction="none").mean(dim=(1, 2, 3))
+            pred = self.stage_b(
+                self._layout(torch.cat([diffused.x_t, noise])),
+                torch.cat([diffused.noise_cond, self.gdf.noise_cond(log_snr)]),
+                torch.cat([latent, quantized[:n]]),
+                torch.cat([clip, clip[:n]]),
+            ).float()
+        pred, pred_one_step = pred[: latent.shape[0]], pred[latent.shape[0] :]
+        per_sample = F.mse_loss(pred, diffused.target, reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * diffused.loss_weight).mean()
         stats = {"mse": per_sample.mean().item()}
         if base is not None and cfg.direct_latent_weight > 0:
             direct = F.mse_loss(base, z0)
             loss = loss + cfg.direct_latent_weight * direct
             stats["direct_mse"] = direct.item()
-        if cfg.one_step_weight > 0 and cfg.one_step_batch > 0:
-            if cfg.one_step_crop and cfg.one_step_crop != phase.crop:
+        if one_step:
+            if own_crops:
                 own = CropSampler(sampler.images, cfg.one_step_crop, sampler.align, self.rng)
                 xs, zs = self.crops(own, cfg.one_step_batch)
                 with self.autocast():
                     qs = self.encode_for_training(xs, zs)
                     bs = self.stage_b.direct_estimate(qs, zs.shape[-2:])
                 clip_s = torch.zeros(xs.shape[0], cfg.stage_b.c_clip, device=self.device)
+                pixel_loss, ms_ssim, decoded, real = self.one_step_pixel_loss(qs, xs, clip_s, bs)
             else:
-                n = min(cfg.one_step_batch, latent.shape[0])
-                xs, qs, bs, clip_s = x[:n], quantized[:n], None if base is None else base[:n], clip[:n]
-            pixel_loss, ms_ssim, decoded = self.one_step_pixel_loss(qs, xs, clip_s, bs)
+                x0 = self.gdf.undiffuse(noise, log_snr, pred_one_step)[0]
+                pixel_loss, ms_ssim, decoded, real = self.pixel_loss_of(x0, quantized[:n], x[:n], None if base is None else base[:n])
             loss = loss + cfg.one_step_weight * pixel_loss
             stats["ms_ssim_1step"] = ms_ssim
             if self.disc is not None and self.step >= cfg.adversarial_start:
@@ -512,10 +535,10 @@ class Trainer:
         self.opt_b.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.opt_b.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         self.opt_b.step()
         if self.disc is not None:
-            stats["d_loss"] = self.critic_step(xs, decoded.detach())
+            stats["d_loss"] = self.critic_step(real, decoded.detach())
         decay = min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
         ema_update(self.ema_encoder, self.encoder, decay)
         ema_update(self.ema_stage_b, self.stage_b, decay)
@@ -561,28 +584,60 @@ class Trainer:
             latent = encoder_latent(self.encoder, self.stage_a, effnet_resize(x, cfg.effnet_factor))
         return quantize_for_training(latent.float(), cfg.step_range, cfg.round_fraction)
 
-    def one_step_pixel_loss(self, latent: Tensor, x: Tensor, clip: Tensor, base: Tensor | None = None) -> tuple[Tensor, float, Tensor]:
-        """Pixel loss of the decode a sampler's first step makes: x0 from pure noise at t = 1
-        (plus the direct head's estimate `base`, when the model has a head). Returns the loss,
-        its MS-SSIM and the decoded pixels."""
-        from pytorch_msssim import ms_ssim
+    def _one_step_noise(self, n: int, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Stage A latent noise for `n` one-step samples and their log-SNR at t = 1."""
+        noise = torch.randn(n, self.config.stage_a.c_latent, *size, device=self.device)
+        return noise, self.gdf.schedule(torch.ones(n)).to(self.device)
 
+    def one_step_pixel_loss(self, latent: Tensor, x: Tensor, clip: Tensor, base: Tensor | None = None) -> tuple[Tensor, float, Tensor, Tensor]:
+        """Pixel loss of the decode a sampler's first step makes: x0 from pure noise at t = 1
+        (plus the direct head's estimate `base`, when the model has a head). Returns what
+        `pixel_loss_of` returns."""
         d = self.downscale
-        noise = torch.randn(x.shape[0], self.config.stage_a.c_latent, x.shape[2] // d, x.shape[3] // d, device=self.device)
-        log_snr = self.gdf.schedule(torch.ones(x.shape[0])).to(self.device)
+        noise, log_snr = self._one_step_noise(x.shape[0], (x.shape[2] // d, x.shape[3] // d))
         with self.autocast():
             pred = self.stage_b(self._layout(noise), self.gdf.noise_cond(log_snr), latent, clip)
         z0, _ = self.gdf.undiffuse(noise, log_snr, pred.float())
-        with self.autocast():
-            pixels = self.stage_a.decode(self._layout(z0 if base is None else z0 + base.float()))
+        return self.pixel_loss_of(z0, latent, x, base)
+
+    def pixel_loss_of(self, z0: Tensor, latent: Tensor, x: Tensor, base: Tensor | None) -> tuple[Tensor, float, Tensor, Tensor]:
+        """0.84·(1 − MS-SSIM) + 0.16·L1 of stage A's decode of `z0` (+ `base`), thumbnail-matched
+        to the encoder `latent`, against the pixels `x` — on a `one_step_window` of each sample
+        when the config sets one. Returns the loss, its MS-SSIM, the decoded pixels and the
+        matching window of `x` (what the critic compares them with)."""
+        from pytorch_msssim import ms_ssim
+
+        z = z0 if base is None else z0 + base.float()
         thumb = self.encoder.thumbnail(latent)
+        z, x, thumb = self._window(z, x, thumb)
+        with self.autocast():
+            pixels = self.stage_a.decode(self._layout(z))
         pixels = pixels.float() if thumb is None else match_thumbnail(pixels.float(), thumb)
         # Five scales need crop > 16·(window − 1): 7-px windows at 128² (the metric uses 11 on whole images).
         window = min(11, (min(x.shape[-2:]) - 1) // 16 + 1)
         window -= 1 - window % 2  # odd
         score = ms_ssim(pixels.clamp(0, 1), x, data_range=1.0, win_size=window)
         loss = 0.84 * (1 - score) + 0.16 * F.l1_loss(pixels, x)
-        return loss, score.item(), pixels
+        return loss, score.item(), pixels, x
+
+    def _window(self, z: Tensor, x: Tensor, thumb: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """A random `one_step_window`-px window per sample of the latent `z`, the pixels `x` and
+        the thumbnail, aligned to the thumbnail's blocks (stage A's cells without a thumbnail);
+        the whole crop without a window."""
+        side = self.config.one_step_window
+        if not side or side >= min(x.shape[-2:]):
+            return z, x, thumb
+        d = self.downscale
+        block = x.shape[-1] // thumb.shape[-1] if thumb is not None else d
+        zs, xs, ts = [], [], []
+        for i in range(x.shape[0]):
+            top = self.rng.randrange((x.shape[-2] - side) // block + 1) * block
+            left = self.rng.randrange((x.shape[-1] - side) // block + 1) * block
+            zs.append(z[i, :, top // d : (top + side) // d, left // d : (left + side) // d])
+            xs.append(x[i, :, top : top + side, left : left + side])
+            if thumb is not None:
+                ts.append(thumb[i, :, top // block : (top + side) // block, left // block : (left + side) // block])
+        return torch.stack(zs), torch.stack(xs), torch.stack(ts) if thumb is not None else None
 
     def run(self, *, max_minutes: float | None = None, progress: Callable[[str, int, int, dict], None] | None = None) -> bool:
         """Train until both phases are done or `max_minutes` pass; returns True when finished."""
