@@ -33,6 +33,7 @@ import torch
 
 from _machine import cpu_name
 from neurcodec import train as current
+from neurcodec.pipeline import resolve_autocast
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NEURCODEC_SHARED", REPO.parent / "shared"))
@@ -106,7 +107,7 @@ def main() -> None:
         assert getattr(shipped.joint_phase, field) == getattr(recipe.joint_phase, field), f"joint {field} differs: not the same samples per step"
     assert (shipped.one_step_batch, shipped.one_step_crop) == (recipe.one_step_batch, recipe.one_step_crop), "one-step samples differ"
     precisions = {"fp32": {"autocast": None, "channels_last": False}}
-    if current.Trainer(recipe, SHARED / "data" / "train", Path(tempfile.mkdtemp()), log=lambda _: None).bf16 and recipe.autocast:
+    if resolve_autocast(None, recipe.autocast, torch.device("cpu"), torch.float32) == torch.bfloat16:  # the trainer's own rule
         precisions["bf16"] = {"autocast": recipe.autocast, "channels_last": recipe.channels_last}
 
     crop = max(recipe.joint_phase.crop, recipe.one_step_crop)

@@ -298,3 +298,7 @@ def test_a_one_step_window_decodes_and_scores_a_block_aligned_part_of_each_crop(
         assert len(offsets) == 1  # a window on the thumbnail's 32-px grid
     loss.backward()
     assert z0.grad is not None and z0.grad.abs().sum() > 0 and 0.0 <= score <= 1.0
+
+    odd = Trainer(dataclasses.replace(cfg, one_step_window=48), photos, tmp_path / "odd", log=lambda m: None)
+    with pytest.raises(UsageError, match="multiple of 32"):
+        odd.pixel_loss_of(z0.detach(), latent, x, None)

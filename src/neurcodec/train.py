@@ -629,6 +629,8 @@ class Trainer:
             return z, x, thumb
         d = self.downscale
         block = x.shape[-1] // thumb.shape[-1] if thumb is not None else d
+        if side % block:
+            raise UsageError(f"training config {self.config.name!r}: one_step_window must be a multiple of {block} px, got {side}")
         zs, xs, ts = [], [], []
         for i in range(x.shape[0]):
             top = self.rng.randrange((x.shape[-2] - side) // block + 1) * block
