@@ -12,7 +12,8 @@ from PIL import Image
 import neurcodec
 from neurcodec.bitstream import quality_to_step_index, read_image, step_from_index
 from neurcodec.errors import UsageError
-from neurcodec.latent_search import MAX_SEARCH_PIXELS, _loss, check_searchable, search_latent
+from neurcodec.latent_search import MAX_SEARCH_PIXELS, MSE_WEIGHT, check_searchable, search_latent
+from neurcodec.losses import ms_ssim_mse
 from test_cli_codec import entry
 from test_codec_f8 import _photo
 from test_video import _frames, _write_clip
@@ -22,7 +23,7 @@ def _decode_loss(codec, latent: torch.Tensor, pixels: torch.Tensor, step: float)
     """What the search minimises, for the latent as the file will hold it (quantized)."""
     quantized = torch.round(latent / step) * step
     with torch.no_grad():
-        return float(_loss(codec.pipeline.direct_decode(quantized, (pixels.shape[-1], pixels.shape[-2])), pixels))
+        return float(ms_ssim_mse(codec.pipeline.direct_decode(quantized, (pixels.shape[-1], pixels.shape[-2])), pixels, MSE_WEIGHT))
 
 
 def test_searched_latents_decode_closer_to_the_image(random_codec_f8):

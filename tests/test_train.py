@@ -116,13 +116,15 @@ def test_one_step_loss_trains_encoder_and_stage_b_through_frozen_stage_a(photos,
     joint = [entry for entry in log if entry["phase"] == "joint"]
     assert joint and all(0.0 <= entry["ms_ssim_1step"] <= 1.0 for entry in joint)
 
+    from neurcodec.losses import ms_ssim_l1
     from neurcodec.models.effnet import effnet_preprocess
-    from neurcodec.train import CropSampler
+    from neurcodec.train import CropDataset, Draws
 
-    x = CropSampler(trainer.images, 64, 4, trainer.rng).pixels([(0, 0, 0, False), (1, 4, 8, True)])
+    crops = CropDataset(trainer.images, 64, 4, seed=0)
+    x = torch.stack([crops[0]["pixels"], crops[1]["pixels"]])
     latent = trainer.encoder(effnet_preprocess(x))
-    clip = torch.zeros(2, trainer.config.stage_b.c_clip)
-    loss, score, _, _ = trainer.one_step_pixel_loss(latent, x, clip)
+    decoded, real = trainer.joint_model.one_step_decode(latent, x, Draws(0, 0, 2, [0, 1], torch.device("cpu")))
+    loss, score = ms_ssim_l1(decoded, real)
     loss.backward()
     assert 0.0 <= score <= 1.0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.encoder.parameters())
@@ -172,7 +174,7 @@ def test_the_adversarial_term_trains_a_critic_that_resumes_with_the_run(photos, 
     from dataclasses import replace
 
     micro = TrainConfig.load("micro")
-    config = replace(micro, adversarial_weight=0.1, adversarial_start=1, disc_widths=(8, 16))
+    config = replace(micro, losses={**micro.losses, "adversarial": 0.1}, adversarial_start=1, disc_widths=(8, 16))
     out = tmp_path / "run"
     first = Trainer(config, photos, out, log=lambda m: None)
     with pytest.raises(KeyboardInterrupt):
@@ -185,7 +187,7 @@ def test_the_adversarial_term_trains_a_critic_that_resumes_with_the_run(photos, 
     joint = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"joint"' in line]
     assert joint and all(np.isfinite(e["d_loss"]) and np.isfinite(e["g_adv"]) for e in joint)
     with pytest.raises(UsageError, match="needs the one-step loss"):
-        Trainer(replace(config, one_step_weight=0.0), photos, tmp_path / "x", log=lambda m: None)
+        replace(config, losses={"diffusion": 1.0, "adversarial": 0.1})
 
 
 def test_lr_override_applies_to_a_continuation(photos, tmp_path):
@@ -283,16 +285,22 @@ def test_bf16_autocast_is_used_only_where_the_cpu_does_bf16_natively(photos, tmp
 
 
 def test_a_one_step_window_decodes_and_scores_a_block_aligned_part_of_each_crop(photos, taesd_folder, tmp_path):
-    cfg = dataclasses.replace(TrainConfig.load("micro2"), one_step_window=64, adversarial_weight=0.1)
+    micro2 = TrainConfig.load("micro2")
+    cfg = dataclasses.replace(micro2, one_step_window=64, losses={**micro2.losses, "adversarial": 0.1})
     trainer = Trainer(cfg, photos, tmp_path / "run", log=lambda m: None)
     trainer.load_stage_a(taesd_folder)
     assert trainer.run() is True  # the critic sees the same windows as the pixel loss
 
-    x = torch.rand(3, 3, 128, 128)
-    z0 = torch.randn(3, cfg.stage_a.c_latent, 16, 16)
-    latent = torch.randn(3, cfg.encoder.c_latent, 4, 4)
-    loss, score, decoded, real = trainer.pixel_loss_of(z0.requires_grad_(), latent, x, None)
-    assert decoded.shape == real.shape == (3, 3, 64, 64)
+    x = torch.rand(2, 3, 128, 128)  # micro2's two one-step samples
+    z0 = torch.randn(2, cfg.stage_a.c_latent, 16, 16)
+    latent = torch.randn(2, cfg.encoder.c_latent, 4, 4)
+    from neurcodec.losses import ms_ssim_l1
+    from neurcodec.train import Draws
+
+    draws = Draws(0, 0, 2, [0, 1], torch.device("cpu"))
+    decoded, real = trainer.joint_model.decode_windows(z0.requires_grad_(), latent, x, None, draws)
+    loss, score = ms_ssim_l1(decoded, real)
+    assert decoded.shape == real.shape == (2, 3, 64, 64)
     for window, crop in zip(real, x):
         offsets = [(t, l) for t in range(0, 65, 32) for l in range(0, 65, 32) if torch.equal(crop[:, t : t + 64, l : l + 64], window)]
         assert len(offsets) == 1  # a window on the thumbnail's 32-px grid
@@ -301,4 +309,4 @@ def test_a_one_step_window_decodes_and_scores_a_block_aligned_part_of_each_crop(
 
     odd = Trainer(dataclasses.replace(cfg, one_step_window=48), photos, tmp_path / "odd", log=lambda m: None)
     with pytest.raises(UsageError, match="multiple of 32"):
-        odd.pixel_loss_of(z0.detach(), latent, x, None)
+        odd.joint_model.decode_windows(z0.detach(), latent, x, None, draws)

@@ -12,14 +12,12 @@ quality the latent costs more bytes.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import torch
-from pytorch_msssim import ms_ssim, ssim
 
-from neurcodec.bench.metrics import msssim_window
 from neurcodec.errors import UsageError
+from neurcodec.losses import ms_ssim_mse
 
 # The backward pass through stage A's decoder keeps every activation of the whole picture (it
 # is not tiled). Measured peak RSS (tiny2, fp32): 2.4 GB at 768×512, 6.4 GB at 1536×1024, so
@@ -38,14 +36,6 @@ def check_searchable(pipeline, width: int, height: int) -> None:
             f"--search-steps works on pictures up to {MAX_SEARCH_PIXELS / 1e6:.1f} Mpx (its backward pass is not tiled: ~3.4 GB a megapixel); "
             f"this one is {width}×{height}"
         )
-
-
-def _loss(decoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    win = msssim_window(*target.shape[-2:])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pytorch-msssim warns on small windows: chosen on purpose
-        structural = ms_ssim(decoded, target, data_range=1.0, win_size=win) if win else ssim(decoded, target, data_range=1.0, win_size=3)
-    return (1 - structural) + MSE_WEIGHT * torch.mean((decoded - target) ** 2)
 
 
 def search_latent(
@@ -67,7 +57,7 @@ def search_latent(
         progress(0, iterations)
     for i in range(iterations):
         quantized = y + (torch.round(y / step) * step - y).detach()  # straight-through rounding
-        loss = _loss(pipeline.direct_decode(quantized, (width, height)), target)
+        loss = ms_ssim_mse(pipeline.direct_decode(quantized, (width, height)), target, MSE_WEIGHT)
         optimizer.zero_grad()
         loss.backward(inputs=[y])  # the latent's gradient only: the model's weights get none
         optimizer.step()

@@ -20,7 +20,8 @@ from neurcodec.cli import app
         "  neurcodec train data/train --config tiny -o runs/tiny            # ~2 h on 2 CPU cores\n\n"
         "  neurcodec train data/train --config tiny2 --stage-a taef2/ -o runs/tiny2  # pretrained stage A\n\n"
         "  neurcodec train data/train --config tiny -o runs/tiny --resume   # continue after a stop\n\n"
-        "  neurcodec train data/train -o runs/tiny --resume --export tiny.safetensors  # ship it"
+        "  neurcodec train data/train -o runs/tiny --resume --export tiny.safetensors  # ship it\n\n"
+        "  torchrun --nproc-per-node 4 -m neurcodec train data/train --device cuda -o runs/big  # 4 GPUs (DDP)"
     )
 )
 def train(
@@ -39,22 +40,37 @@ def train(
     stage_a: Annotated[Optional[Path], typer.Option("--stage-a", help="Pretrained stage A weights, for configs that do not train their own (tiny2): a folder with a TAESD *_encoder.pth/*_decoder.pth pair, or an exported model whose stage A to reuse.")] = None,
     register: Annotated[bool, typer.Option("--register", help="With --export: record the exported file (configs, size, sha256) in weights.json under the config's name, and its training record in docs/training.json.")] = False,
 ) -> None:
-    """Train stage A, then the encoder and stage B jointly under the diffusion loss."""
+    """Train stage A, then the encoder and stage B jointly under the config's loss terms.
+
+    Under torchrun the same command trains on every process (DDP: gloo on CPU, NCCL on CUDA):
+    the global batch is split across them and rank 0 alone logs, checkpoints and exports."""
     import torch
+
+    from neurcodec.train.distributed import close_world, init_world
+
+    if threads:
+        torch.set_num_threads(threads)
+    world, device = init_world(device)
+    try:
+        _train(data, config, out, resume, max_minutes, device, seed, export, init, joint_steps, lr, stage_a, register, world)
+    finally:
+        close_world()
+
+
+def _train(data, config, out, resume, max_minutes, device, seed, export, init, joint_steps, lr, stage_a, register, world) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
 
     from neurcodec.errors import UsageError
     from neurcodec.train import Trainer, TrainConfig
+    from neurcodec.train.distributed import barrier
 
-    if threads:
-        torch.set_num_threads(threads)
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=not world.main)
     cfg = TrainConfig.load(config)
     if joint_steps is not None:
         cfg = dataclasses.replace(cfg, joint_phase=dataclasses.replace(cfg.joint_phase, steps=joint_steps))
     if lr is not None:
         cfg = dataclasses.replace(cfg, joint_phase=dataclasses.replace(cfg.joint_phase, lr=lr))
-    trainer = Trainer(cfg, data, out, device=device, seed=seed, log=lambda m: console.print(m))
+    trainer = Trainer(cfg, data, out, device=device, seed=seed, log=lambda m: console.print(m), world=world)
     if resume and init is not None:
         raise UsageError("--init starts a new run and --resume continues one: give only one")
     if resume:
@@ -72,6 +88,9 @@ def train(
         before = trainer.init_from_bundle(init)
         console.print(f"starting from {init} ({before.get('joint_steps', '?')} joint steps already)")
     out.mkdir(parents=True, exist_ok=True)
+    barrier()  # every process has checked the run folder before rank 0 writes into it
+    if world.distributed:
+        console.print(f"{world.size} processes: {cfg.joint_phase.batch_size // world.size} samples each per joint step")
 
     last = [time.monotonic()]
 
@@ -86,6 +105,8 @@ def train(
     with sigterm_raises():  # SIGTERM also checkpoints before exiting
         finished = trainer.run(max_minutes=max_minutes, progress=progress)
     console.print("training finished" if finished else f"stopped at phase {trainer.phase}, step {trainer.step}; resume with --resume")
+    if not world.main:
+        return
     if export is not None:
         command = "neurcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         spec = trainer.export(export, record={"command": command, "data": str(data)})
