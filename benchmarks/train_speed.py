@@ -65,14 +65,15 @@ def make_trainer(module: ModuleType, cfg, images: list[torch.Tensor], stage_a: P
     trainer.finish_stage_a()  # sets a latent scale; the weights' values don't change the cost
     trainer.phase, trainer.step = "joint", cfg.adversarial_start  # past the critic's start: every term runs
     trainer.build_latent_cache()
-    trainer.sampler = module.CropSampler(images, cfg.joint_phase.crop, trainer.downscale, trainer.rng)
+    if hasattr(module, "CropSampler"):  # revisions before the train/ package drew crops from a sampler
+        trainer.sampler = module.CropSampler(images, cfg.joint_phase.crop, trainer.downscale, trainer.rng)
     return trainer
 
 
 def time_steps(trainer, steps: int) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     for _ in range(steps):
-        trainer.joint_step(trainer.sampler)
+        trainer.joint_step(trainer.sampler) if hasattr(trainer, "sampler") else trainer.joint_step()
         trainer.step += 1
     return (time.perf_counter() - start) / steps
 

@@ -388,7 +388,9 @@ class Trainer:
         """Set stage A's latent scale so the diffusion target has unit std (it is frozen from here on)."""
         self.stage_a.eval()
         assert self.images is not None
-        sample = [img[:, :256, :256].float()[None] / 255.0 for img in self.images[:64]]
+        d = self.downscale
+        side = lambda n: min(256, n) // d * d  # noqa: E731 - stage A takes multiples of its downscale
+        sample = [img[:, : side(img.shape[1]), : side(img.shape[2])].float()[None] / 255.0 for img in self.images[:64]]
         raws = torch.cat([self.stage_a.encode_raw(x.to(self.device)).flatten() for x in sample])
         self.latent_scale = float(raws.std())
         self.stage_a.scale_factor = self.latent_scale
