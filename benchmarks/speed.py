@@ -209,7 +209,7 @@ def end_to_end(runs: int, steps: int, variants: bool) -> dict[str, Any]:
     enc, dec = [], []
     for i in range(runs):
         data, t_enc = _timed(lambda: codec.encode(image))
-        _, t_dec = _timed(lambda: codec.decode(data, steps=steps))
+        _, t_dec = _timed(lambda data=data: codec.decode(data, steps=steps))
         enc.append(t_enc), dec.append(t_dec)
         _log(f"e2e run {i + 1}/{runs}: encode {t_enc:.2f}s, decode {t_dec:.2f}s")
     result: dict[str, Any] = {
@@ -243,9 +243,9 @@ def end_to_end(runs: int, steps: int, variants: bool) -> dict[str, Any]:
         settings = DecodeSettings(steps=steps, guidance=codec.family.decode.guidance, sampler="ddpm", cfg_rescale=0.7, seed=0)
         # A pipeline owns its modules (it sets their layout): each variant gets its own copy.
         variants = {name: Codec(copy.deepcopy(models), **opts) for name, opts in options.items()}
-        for i in range(max(2, runs // 2)):
+        for _ in range(max(2, runs // 2)):
             for name, variant in variants.items():
-                pixels[name], t = _timed(lambda: variant.generate(latent, image.size, settings))
+                pixels[name], t = _timed(lambda variant=variant: variant.generate(latent, image.size, settings))
                 times[name].append(t)
         ref = pixels["fp32_channels_last"]
         result["decode_variants_seconds_median"] = {k: _median(v) for k, v in times.items()}

@@ -20,7 +20,7 @@ from neurcodec.tiling import TileConfig, span_weights, spans, tiled_map, tiled_s
 def test_spans_cover_everything_with_the_asked_overlap(length, tile, overlap, align):
     axis = spans(length, tile, overlap, align)
     assert axis[0][0] == 0 and axis[-1][1] == length
-    for (s0, e0), (s1, e1) in zip(axis, axis[1:]):
+    for (s0, e0), (s1, _) in zip(axis, axis[1:]):
         assert s0 < s1 and e0 - s1 >= overlap - align // 2  # consecutive tiles overlap
     for start, stop in axis:
         assert stop - start == min(tile, length)
@@ -32,7 +32,7 @@ def test_weights_are_positive_and_cross_fade_linearly():
     weights = span_weights(axis)
     assert all(bool((w >= 0).all()) and bool((w <= 1).all()) for w in weights)
     # Where exactly two tiles overlap, the two ramps sum to one and fade monotonically.
-    (s0, e0), (s1, _) = axis[0], axis[1]
+    (_, e0), (s1, _) = axis[0], axis[1]
     overlap = e0 - s1
     left, right = weights[0][-overlap:], weights[1][:overlap]
     torch.testing.assert_close(left + right, torch.ones(overlap))
