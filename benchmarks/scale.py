@@ -29,7 +29,7 @@ from pathlib import Path
 
 from _machine import machine
 from neurcodec.dataset import shards
-from neurcodec.dataset.sources import IMAGE_SUFFIXES
+from neurcodec.media import IMAGE_SUFFIXES
 
 
 def timed(args: list[str]) -> float:

@@ -38,6 +38,28 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 from neurcodec import limits
 from neurcodec.errors import CorruptFileError, InputError, LimitError, UsageError
 
+# Picture files by name: what Pillow reads (JPEG XL with the optional plugin). Folder searches
+# (`find_files`), `dataset` sources and the bench all go by this list.
+IMAGE_SUFFIXES = frozenset(
+    ".png .jpg .jpeg .webp .bmp .tif .tiff .ppm .pgm .pbm .pnm .gif .avif .jxl .jp2 .j2k .tga .qoi".split()
+)
+
+
+def find_files(folder: Path, suffixes: frozenset[str], kind: str = "images", *, recursive: bool = False, limit: int | None = None) -> list[Path]:
+    """Files in `folder` (and below, `recursive`) whose suffix is one of `suffixes`, sorted by
+    path, at most `limit`; InputError for a missing folder or none found."""
+    if not folder.is_dir():
+        raise InputError(f"not a directory: {folder}")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    found = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in suffixes)
+    if not found:
+        raise InputError(f"no {kind} ({', '.join(sorted(suffixes))}) {'under' if recursive else 'in'} {folder}")
+    return found[:limit] if limit else found
+
+
+def find_images(folder: Path, *, recursive: bool = False, limit: int | None = None) -> list[Path]:
+    return find_files(folder, IMAGE_SUFFIXES, "images", recursive=recursive, limit=limit)
+
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I"})
 ALPHA_MODES = frozenset({"RGBA", "LA"})
 

@@ -16,19 +16,12 @@ from PIL import Image, UnidentifiedImageError
 from neurcodec.bench import metrics as M
 from neurcodec.bench import perceptual
 from neurcodec.bench.codecs import Codec, make_codec
+from neurcodec import media
 from neurcodec.errors import InputError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def find_images(directory: Path, limit: int | None = None) -> list[Path]:
     """Images directly in `directory` (sorted by name), at most `limit` of them."""
-    if not directory.is_dir():
-        raise InputError(f"not a directory: {directory}")
-    found = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not found:
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
-    return found[:limit] if limit else found
+    return media.find_images(directory, limit=limit)
 
 
 def load_image(path: Path) -> Image.Image:

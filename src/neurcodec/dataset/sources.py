@@ -25,11 +25,9 @@ from typing import Any
 
 from neurcodec.dataset import storage
 from neurcodec.errors import InputError, UsageError
+from neurcodec.media import IMAGE_SUFFIXES
 
 SOURCE_FORMATS = ("auto", "folder", "list", "webdataset", "parquet")
-IMAGE_SUFFIXES = frozenset(
-    ".png .jpg .jpeg .webp .bmp .tif .tiff .ppm .pgm .pbm .pnm .gif .avif .jxl .jp2 .j2k .tga .qoi".split()
-)
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
 DEFAULT_COLUMN = "image"
 MAX_AUTO_SHARD = 1000

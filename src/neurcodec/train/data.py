@@ -13,18 +13,11 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, default_collate
 
-from neurcodec.errors import InputError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
-
+from neurcodec import media
 
 def find_images(data_dir: Path) -> list[Path]:
-    if not data_dir.is_dir():
-        raise InputError(f"training data folder not found: {data_dir}")
-    paths = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {data_dir}")
-    return paths
+    """The training photos: every image file under `data_dir`, sorted."""
+    return media.find_images(data_dir, recursive=True)
 
 
 def load_images(paths: list[Path], min_side: int) -> list[Tensor]:

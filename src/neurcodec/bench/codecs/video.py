@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from neurcodec.errors import InputError, UsageError
+from neurcodec.errors import UsageError
+from neurcodec.media import IMAGE_SUFFIXES, find_files
+from neurcodec.video_io import VIDEO_SUFFIXES
 
-VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".webm", ".mov", ".h264", ".264", ".h265", ".hevc")
 DEFAULT_GOP = 32
 
 
@@ -155,18 +156,11 @@ class NeuralVideo(VideoBenchCodec):
 
 def find_clips(directory: Path, limit: int | None = None) -> list[Path]:
     """Video files directly in `directory` (sorted by name), at most `limit`."""
-    if not directory.is_dir():
-        raise InputError(f"not a directory: {directory}")
-    found = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-    if not found:
-        raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {directory}")
-    return found[:limit] if limit else found
+    return find_files(directory, VIDEO_SUFFIXES, "videos", limit=limit)
 
 
 def is_video_dir(directory: Path) -> bool:
     """True when `directory` holds videos and no images (what `neurcodec bench` dispatches on)."""
-    from neurcodec.bench.runner import IMAGE_SUFFIXES
-
     if not directory.is_dir():
         return False
     suffixes = {p.suffix.lower() for p in directory.iterdir() if p.is_file()}
