@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from neurcodec import limits, media
+from neurcodec.bitstream.container import MAX_DIM
 from neurcodec.bitstream import (
     CHUNK_ALPHA,
     DecodeSettings,
@@ -132,8 +133,8 @@ class Codec:
         limits.check_pixels(*image.size, what="image")
         rgb, meta = media.prepare(image)
         width, height = meta.size
-        if width > 65536 or height > 65536:
-            raise InputError(f"image is {width}×{height}; the largest side this format holds is 65536")
+        if width > MAX_DIM or height > MAX_DIM:
+            raise InputError(f"image is {width}×{height}; the largest side this format holds is {MAX_DIM}")
         if search_steps:
             check_searchable(self.pipeline, width, height)  # before the encoder runs
         decode = settings_over(self.family.decode, steps=steps, guidance=guidance, sampler=sampler, seed=DEFAULT_SEED if seed is None else seed)

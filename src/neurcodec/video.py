@@ -52,7 +52,7 @@ from neurcodec.bitstream import (
     quantize,
     step_from_index,
 )
-from neurcodec.bitstream.container import MAX_GROUP_FRAMES
+from neurcodec.bitstream.container import MAX_DIM, MAX_GROUP_FRAMES
 from neurcodec.bitstream.quantize import MAX_SYMBOL
 from neurcodec.codec import DEFAULT_SEED, Codec, check_rate, settings_over
 from neurcodec.errors import CorruptFileError, InputError, UsageError
@@ -259,8 +259,8 @@ class VideoCodec:
     def _encode(self, src, out, quality, bpp, gop, hysteresis, seed, steps, guidance, sampler, audio, limit, progress, start):
         info: VideoInfo = src.info
         limits.check_pixels(info.width, info.height, what="video frame")
-        if info.width > 65536 or info.height > 65536:
-            raise InputError(f"video is {info.width}×{info.height}; the largest side this format holds is 65536")
+        if info.width > MAX_DIM or info.height > MAX_DIM:
+            raise InputError(f"video is {info.width}×{info.height}; the largest side this format holds is {MAX_DIM}")
         notes = list(info.notes)
         decode = settings_over(self.codec.family.decode, steps=steps, guidance=guidance, sampler=sampler, seed=DEFAULT_SEED if seed is None else seed)
         frames = src.frames()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
+from neurcodec import fileio
 from neurcodec.bench import metrics as M
 from neurcodec.bench.bdrate import BDResult, Curve, bd_quality, bd_rate
 from neurcodec.bench.runner import BenchResults, CurveResult, Row
@@ -138,14 +137,7 @@ def _finite(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fileio.atomic_write(path, text.encode("utf-8"))
 
 
 def compressai_json(curve: CurveResult) -> dict[str, Any]:
@@ -253,14 +245,7 @@ def plot_rd(results: BenchResults, metric: str, path: Path, tests: Sequence[str]
         ax.legend(fontsize="small")
         ax.set_title(f"{M.label(metric)} vs rate ({len(results.images)} images)")
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        fileio.atomic_write(path, lambda f: fig.savefig(f, format="png"))
     finally:
         plt.close(fig)
     return ""

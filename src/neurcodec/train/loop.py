@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from neurcodec import fileio
 from neurcodec.diffusion import build_gdf
 from neurcodec.errors import InputError, UsageError
 from neurcodec.losses import weighted_loss
@@ -244,9 +244,8 @@ class Trainer:
         if not self.world.main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.checkpoint_path)
+        state = self.state_dict()
+        fileio.atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
 
     def load_checkpoint(self) -> None:
         from neurcodec.models.effnet import EffNetStage
@@ -420,8 +419,7 @@ class Trainer:
             self.latent_cache = cache
             if keep:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
-                torch.save({"key": key, "latents": cache}, path.with_suffix(".tmp"))
-                os.replace(path.with_suffix(".tmp"), path)
+                fileio.atomic_write(path, lambda f: torch.save({"key": key, "latents": cache}, f))
         barrier()
         if not self.world.main and not self._load_cache(path, key):
             raise RuntimeError(f"rank {self.world.rank}: rank 0's latent cache {path} is missing or stale")
@@ -557,7 +555,7 @@ class Trainer:
     # ---------------------------------------------------------------- export
     def export(self, path: Path, *, dtype: torch.dtype = torch.float16, record: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the shippable model: one safetensors file (EMA weights, stage prefixes) + its JSON."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         if self.latent_scale is None:
             raise UsageError("the model has not finished stage A training; nothing to export")
@@ -586,8 +584,6 @@ class Trainer:
             },
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata={"neurcodec": json.dumps(spec)})
-        os.replace(tmp, path)
+        fileio.atomic_write(path, save(tensors, metadata={"neurcodec": json.dumps(spec)}))
         return spec
 

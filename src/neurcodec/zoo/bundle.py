@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from neurcodec import fileio
 from neurcodec.errors import WeightsError
 from neurcodec.zoo.hub import sha256_of
 from neurcodec.zoo.load import diagnose
@@ -65,9 +66,7 @@ def training_history_path(registry: Path) -> Path:
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(format_registry(data), encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.atomic_write(path, format_registry(data).encode("utf-8"))
 
 
 def record_bundle(

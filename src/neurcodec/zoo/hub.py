@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from neurcodec import fileio
 from neurcodec.errors import WeightsError
 from neurcodec.zoo.registry import FamilySpec, FileSpec, spec_of
 
@@ -289,14 +290,12 @@ def compute_clip_uncond(family: str | FamilySpec) -> Path:
             f"stage B expects {clip.dim}"
         )
 
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     target = clip_cache_path(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    save_file(
+    encoded = save(
         {CLIP_KEY: vector},
-        str(tmp),
         metadata={
             "family": spec.name,
             "repo": clip.repo,
@@ -306,7 +305,7 @@ def compute_clip_uncond(family: str | FamilySpec) -> Path:
             "caption": "",
         },
     )
-    os.replace(tmp, target)  # atomic: a failed run leaves no half-written vector
+    fileio.atomic_write(target, encoded)  # a failed run leaves no half-written vector
     return target
 
 
