@@ -29,7 +29,7 @@ MSE_WEIGHT = 10.0  # keeps colour and PSNR in the loss beside MS-SSIM (1 − MS-
 
 def check_searchable(pipeline, width: int, height: int) -> None:
     """Refuse what latent search cannot do: a model without a direct decode path, a picture too big."""
-    if getattr(pipeline.stage_b, "direct_head", None) is None:
+    if pipeline.stage_b.direct_head is None:
         raise UsageError(f"model {pipeline.family.name!r} has no direct decode path to search through; --search-steps needs tiny2")
     if width * height > MAX_SEARCH_PIXELS:
         raise UsageError(

@@ -174,8 +174,7 @@ class Pipeline:
     @property
     def min_side(self) -> int:
         """The smallest side stage B's levels can halve down to: 64 for an f4 stage A, 128 for f8."""
-        levels = len(self.stage_b.down_blocks)
-        return max(MIN_SIDE, self.stage_a.downscale * self.stage_b.embedding[0].downscale_factor * 2 ** (levels - 1))
+        return max(MIN_SIDE, self.stage_a.downscale * self.stage_b.patch_size * 2 ** (self.stage_b.levels - 1))
 
     def padded_size(self, width: int, height: int) -> tuple[int, int]:
         """The size the models see: each side rounded up to a multiple of 32, at least `min_side`."""

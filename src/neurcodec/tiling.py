@@ -170,7 +170,7 @@ def tiled_stage_b(
     forward = forward or stage_b
     from neurcodec.models.stage_b import StageBConditions
 
-    patch = stage_b.embedding[0].downscale_factor
+    patch = stage_b.patch_size
     if config.align % patch:
         raise UsageError(f"tile alignment {config.align} is not a multiple of stage B's patch size {patch}")
 

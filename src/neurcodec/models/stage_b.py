@@ -240,6 +240,16 @@ class StageB(nn.Module):
             parts.append(timestep_embedding(value.to(r.device), self.c_r))
         return torch.cat(parts, dim=1)
 
+    @property
+    def patch_size(self) -> int:
+        """Latent cells per token side (the embedding's pixel-unshuffle)."""
+        return self.embedding[0].downscale_factor
+
+    @property
+    def levels(self) -> int:
+        """Resolution levels of the U-Net: the latent grid divides by patch_size · 2^(levels − 1)."""
+        return len(self.down_blocks)
+
     def clip_tokens(self, clip: Tensor) -> Tensor:
         """Pooled CLIP (B, c_clip) or (B, S, c_clip) → normalised tokens (B, S·c_clip_seq, c_cond)."""
         if clip.dim() == 2:
@@ -260,7 +270,7 @@ class StageB(nn.Module):
         `pixels` defaults to zeros (B, c_pixels, 8, 8) as in the reference (the mapper's
         biases still make that a non-zero map). Reuse the result for every sampling step.
         """
-        patch = self.embedding[0].downscale_factor
+        patch = self.patch_size
         hw = (int(latent_hw[0]) // patch, int(latent_hw[1]) // patch)
         dtype = self.embedding[1].weight.dtype
         if pixels is None:

@@ -34,6 +34,7 @@ from neurcodec.diffusion import build_gdf
 from neurcodec.errors import InputError, UsageError
 from neurcodec.losses import weighted_loss
 from neurcodec.models.configs import config_from_dict
+from neurcodec.contracts import TrainableStageA
 from neurcodec.models.discriminator import PatchDiscriminator
 from neurcodec.pipeline import resolve_autocast
 from neurcodec.train.config import PhaseConfig, TrainConfig
@@ -117,6 +118,7 @@ class Trainer:
         self.stage_a = config.stage_a.build().to(self.device)
         self.encoder = config.encoder.build().to(self.device)
         self.stage_b = config.stage_b.build().to(self.device)
+        self._check_stage_a()
         if self.world.distributed:  # batch statistics of the global batch, as one process has them
             global_batch_norm(self.stage_a)
             global_batch_norm(self.encoder)
@@ -149,6 +151,11 @@ class Trainer:
         self.stage_a_model = StageAModel(config, self.stage_a)
         self._wrapped: dict[str, nn.Module] = {}
         self._batches: dict[str, GlobalBatches] = {}
+
+    def _check_stage_a(self) -> None:
+        if self.config.stage_a_phase.steps and not isinstance(self.stage_a, TrainableStageA):
+            kind = type(self.config.stage_a).__name__
+            raise UsageError(f"training config {self.config.name!r}: a {kind} stage A is pretrained, not trained here; set stage_a_phase.steps to 0 and give --stage-a")
 
     def _check_split(self) -> None:
         """Each process × micro-batch needs an equal share of the global batch (and of its one-step samples)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neurcodec.errors import WeightsError
+from neurcodec.contracts import EncoderContract, StageAContract, StageBContract
 from neurcodec.zoo.hub import (
     bundled_path,
     cached_hub_path,
@@ -36,12 +37,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class LoadedModels:
-    stage_a: nn.Module
-    encoder: nn.Module
-    stage_b: nn.Module
+    """A family's three modules (each an nn.Module meeting its stage's contract), its
+    unconditional CLIP embedding, spec and weights digest."""
+
+    stage_a: StageAContract
+    encoder: EncoderContract
+    stage_b: StageBContract
     clip_uncond: torch.Tensor
     family: FamilySpec
     digest: bytes
+
+    def __post_init__(self) -> None:
+        for name, contract in (("stage_a", StageAContract), ("encoder", EncoderContract), ("stage_b", StageBContract)):
+            if not isinstance(getattr(self, name), contract):
+                raise WeightsError(f"model {self.family.name!r}: its {name} does not meet {contract.__name__} (neurcodec.contracts)")
 
 
 def build_component(comp: ComponentSpec, device: str | torch.device = "meta") -> nn.Module:
